@@ -1,0 +1,1 @@
+"""Campaigns stage: segments, subject proposal, retrieval, contact sheets, generation, campaign tables."""

@@ -1,0 +1,68 @@
+"""Generate (or reuse) the ad of one segment from its chosen seed photo and the brand image.
+
+Generation is idempotent: the output file is named by a hash of (seed bytes, brand bytes, prompt,
+generator id, parameters). When that file exists, the stored ad is reused and nothing is paid.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from assets_pkg.campaigns.generators.base import GenerationRequest, ImageGenerator
+from assets_pkg.campaigns.prompt import build_headline, build_prompt
+from assets_pkg.campaigns.segments import Brand, Segment
+from assets_pkg.campaigns.store import ad_path, output_key, write_atomically
+from assets_pkg.catalog.mirror import read_image_bytes
+from assets_pkg.tracking import RunRecord
+
+
+@dataclass
+class AdResult:
+    row: dict  # a campaigns row (mlflow_run_id filled by the caller once the run is logged)
+    path: Path
+    reused: bool
+
+
+def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict, seed_index: int,
+            generator: ImageGenerator, mirror_table: Path, segment_dir: Path, record: RunRecord) -> AdResult:
+    hits = candidates["candidates"]
+    if not 0 <= seed_index < len(hits):
+        raise ValueError(f"seed_index {seed_index} is out of range: segment {segment.key!r} has {len(hits)} candidates")
+    seed = hits[seed_index]
+    with record.step("load_seed", seed_index=seed_index, image_id=seed["image_id"], path=seed["path"]) as out:
+        seed_bytes = read_image_bytes(mirror_table, [seed["image_id"]]).get(seed["image_id"])
+        if seed_bytes is None:
+            raise LookupError(f"seed image {seed['path']} ({seed['image_id'][:12]}) left the mirror; "
+                              "re-materialize campaign_candidates")
+        out["bytes"] = len(seed_bytes)
+    with record.step("build_prompt", subject=candidates["subject"]) as out:
+        prompt = build_prompt(segment, candidates["subject"], brand)
+        out["prompt"] = prompt
+    parameters = generator.parameters()
+    key = output_key(seed_bytes, brand_image, prompt, generator.generator_id, parameters)
+    path = ad_path(segment_dir, key)
+    started = time.perf_counter()
+    with record.step("generate", generator=generator.generator_id, output_key=key) as out:
+        reused = path.is_file()
+        cost = 0.0
+        if not reused:
+            result = generator.generate(GenerationRequest(seed_image=seed_bytes, brand_image=brand_image,
+                                                          prompt=prompt, headline=build_headline(segment, brand)))
+            write_atomically(path, result.png)
+            cost = result.cost_usd
+            out["details"] = result.details
+        out.update(reused=reused, path=str(path), cost_usd=cost)
+    latency = time.perf_counter() - started
+    row = {
+        "segment_key": segment.key, "segment_name": segment.name, "description": segment.description,
+        "subject": candidates["subject"], "seed_index": seed_index, "seed_image_id": seed["image_id"],
+        "seed_path": seed["path"], "prompt": prompt, "generator_id": generator.generator_id,
+        "parameters": json.dumps(parameters, sort_keys=True), "output_key": key, "output_path": str(path),
+        "reused": reused, "latency_s": latency, "cost_usd": cost, "mlflow_run_id": None,
+        "created_at": datetime.now(timezone.utc),
+    }
+    return AdResult(row=row, path=path, reused=reused)

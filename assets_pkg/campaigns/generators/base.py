@@ -1,0 +1,58 @@
+"""The generator interface every ad-image backend implements, and the PNG normalisation they share."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    seed_image: bytes  # the chosen photo, any Pillow-readable format (JPEG/PNG/WEBP/GIF)
+    brand_image: bytes  # the brand image (PNG, may have alpha)
+    prompt: str  # the full instruction for a generative model
+    headline: str  # short ad text (e.g. "Made for city life") the compositor writes on the ad
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    png: bytes  # always PNG bytes
+    cost_usd: float
+    details: dict = field(default_factory=dict)  # JSON-serialisable facts, never a secret
+
+
+class GenerationError(RuntimeError):
+    """Generation failed; the message says what failed and never contains an API token."""
+
+
+class ImageGenerator(Protocol):
+    generator_id: str  # e.g. "local-compositor/v1", "replicate/flux-kontext-apps/multi-image-kontext-max"
+
+    def parameters(self) -> dict:
+        """JSON-serialisable settings that change the output; part of the cache key, so no secrets."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> GeneratedImage: ...
+
+
+def to_png(data: bytes) -> bytes:
+    """The image as PNG bytes; raises ValueError when the bytes do not decode as an image.
+
+    PNG input comes back unchanged so a generator's output is stored byte for byte as served.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # full decode: a truncated file fails here, not later in a reader
+            if img.format == "PNG":
+                return data
+            # Keep transparency when there is some; CMYK, palette and the like become RGB(A).
+            has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+            converted = img.convert("RGBA" if has_alpha else "RGB")
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        raise ValueError(f"not a decodable image: {err}") from None
+    out = io.BytesIO()
+    converted.save(out, format="PNG")
+    return out.getvalue()

@@ -1,0 +1,26 @@
+"""The image generator as a Dagster resource: Replicate FLUX Kontext when a token is set, else local."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets_pkg.campaigns.generators.base import ImageGenerator
+from assets_pkg.campaigns.generators.compositor import LocalCompositor
+from assets_pkg.campaigns.generators.replicate_kontext import ReplicateKontextGenerator
+
+DEFAULT_REPLICATE_MODEL = "flux-kontext-apps/multi-image-kontext-max"
+
+
+class ImageGeneratorResource(dg.ConfigurableResource):
+    """Which generator makes the ads. An empty token selects the local compositor."""
+
+    replicate_api_token: str = ""
+    replicate_model: str = DEFAULT_REPLICATE_MODEL
+    replicate_base_url: str = ""  # empty: Replicate's API; tests point it at a local stand-in
+    timeout_s: float = 300.0
+
+    def generator(self) -> ImageGenerator:
+        if not self.replicate_api_token:
+            return LocalCompositor()
+        return ReplicateKontextGenerator(api_token=self.replicate_api_token, model=self.replicate_model,
+                                         base_url=self.replicate_base_url or None, timeout_s=self.timeout_s)

@@ -1,0 +1,1 @@
+"""Catalog stage: scan and validate the source folder, quarantine bad files, mirror images into Delta."""

@@ -1,0 +1,63 @@
+"""Catalog assets: the image manifest (scan + validate + quarantine) and the Delta mirror."""
+
+import dagster as dg
+
+from assets_pkg.catalog.manifest import read_manifest, write_manifest_if_changed
+from assets_pkg.catalog.mirror import sync_mirror
+from assets_pkg.catalog.quarantine import replace_stage_quarantine
+from assets_pkg.catalog.scan import scan_folder
+from assets_pkg.delta_tables import table_version
+from assets_pkg.resources import DataStore
+
+
+@dg.asset(
+    group_name="catalog",
+    kinds={"deltalake", "pillow"},
+    description="Every file in the source image folder: content hash, size, format, size as displayed, labels. "
+                "Files that fail validation go to the quarantine table with their reason.",
+)
+def image_manifest(context: dg.AssetExecutionContext, data_store: DataStore) -> dg.MaterializeResult:
+    layout = data_store.layout
+    previous = read_manifest(layout.manifest_table)
+    scan = scan_folder(layout.images_dir, previous)
+    wrote = write_manifest_if_changed(layout.manifest_table, previous, scan.manifest)
+    quarantined = replace_stage_quarantine(layout.quarantine_table, "catalog",
+                                           [(r.path, r.image_id, r.reason) for r in scan.rejected])
+    for rejected in scan.rejected:
+        context.log.warning(f"quarantined {rejected.path!r}: {rejected.reason}")
+    return dg.MaterializeResult(metadata={
+        "source_folder": dg.MetadataValue.path(str(layout.images_dir)),
+        "files": scan.manifest.num_rows,
+        "distinct_images": len(set(scan.manifest["image_id"].to_pylist())),
+        "probed": scan.probed,
+        "reused_unchanged": scan.reused,
+        "quarantined": quarantined,
+        "table_written": wrote,
+        "table_version": table_version(layout.manifest_table),
+    })
+
+
+@dg.asset(
+    group_name="catalog",
+    deps=[image_manifest],
+    kinds={"deltalake"},
+    description="One row per distinct image (sha256): bytes, metadata and current paths. Incremental: appends "
+                "new images, deletes vanished ones, updates paths of renamed ones.",
+)
+def image_mirror(context: dg.AssetExecutionContext, data_store: DataStore) -> dg.MaterializeResult:
+    layout = data_store.layout
+    changes = sync_mirror(layout.mirror_table, read_manifest(layout.manifest_table), layout.images_dir)
+    if changes.changed_on_disk:
+        context.log.warning(f"{len(changes.changed_on_disk)} file(s) changed after the scan; "
+                            "they are picked up on the next run: " + ", ".join(changes.changed_on_disk[:5]))
+    return dg.MaterializeResult(metadata={
+        "added": len(changes.added),
+        "removed": len(changes.removed),
+        "paths_updated": len(changes.moved),
+        "unchanged": changes.unchanged,
+        "bytes_added": changes.bytes_added,
+        "changed_after_scan": len(changes.changed_on_disk),
+        "table_written": changes.wrote,
+        "table_version": table_version(layout.mirror_table),
+        "table": dg.MetadataValue.path(str(layout.mirror_table)),
+    })

@@ -1,0 +1,85 @@
+"""Small helpers over delta-rs shared by every stage: open-if-exists, commit retries, filters."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import pyarrow as pa
+from deltalake import DeltaTable, QueryBuilder, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+T = TypeVar("T")
+
+
+def open_table(path: Path) -> DeltaTable | None:
+    try:
+        return DeltaTable(str(path))
+    except TableNotFoundError:
+        return None
+
+
+def read_table(path: Path, schema: pa.Schema, columns: list[str] | None = None, where: str | None = None) -> pa.Table:
+    """The current snapshot (optionally filtered by a SQL `where`); an empty table before the first write."""
+    return pa.Table.from_batches(list(scan(path, schema, columns, where)), schema=_project(schema, columns))
+
+
+def scan(path: Path, schema: pa.Schema, columns: list[str] | None = None, where: str | None = None,
+         ) -> Iterator[pa.RecordBatch]:
+    """Stream record batches of a table through delta-rs's query engine, with filter pushdown.
+
+    Why not `to_pyarrow_dataset()` filters: files that delta-rs rewrote (merge, delete) carry Arrow
+    view types, and pyarrow's statistics pruning then fails comparing string with string_view.
+    Batches come back cast to `schema`'s plain types.
+    """
+    target = _project(schema, columns)
+    dt = open_table(path)
+    if dt is None:
+        return
+    selected = ", ".join(f'"{name}"' for name in target.names)
+    sql = f"SELECT {selected} FROM snapshot" + (f" WHERE {where}" if where else "")
+    reader = pa.RecordBatchReader.from_stream(QueryBuilder().register("snapshot", dt).execute(sql))
+    for batch in reader:
+        yield batch.cast(target)
+
+
+def _project(schema: pa.Schema, columns: list[str] | None) -> pa.Schema:
+    return schema if columns is None else pa.schema([schema.field(name) for name in columns])
+
+
+def table_version(path: Path) -> int | None:
+    dt = open_table(path)
+    return None if dt is None else dt.version()
+
+
+def with_commit_retry(write: Callable[[], T], attempts: int = 8) -> T:
+    """Run a Delta write, retrying when a concurrent writer won the optimistic-concurrency race.
+
+    Every write here is a function of the table's current state, so re-running it after a
+    conflict is safe; after `attempts` the conflict is raised with a message saying what happened.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return write()
+        except CommitFailedError as err:
+            if attempt == attempts:
+                raise CommitFailedError(f"gave up after {attempts} concurrent-commit conflicts: {err}") from err
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def append(path: Path, data: pa.Table, **kwargs) -> None:
+    if data.num_rows == 0:
+        return
+    with_commit_retry(lambda: write_deltalake(str(path), data, mode="append", **kwargs))
+
+
+def sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_in(column: str, values: Iterable[str]) -> str:
+    """A SQL predicate `column IN (...)` for delta-rs and LanceDB, values quoted."""
+    return f"{column} IN ({','.join(map(sql_literal, values))})"

@@ -1,0 +1,1 @@
+"""Embeddings stage: open_clip loading, decoding, batched encoding, the embeddings Delta table."""

@@ -1,0 +1,212 @@
+"""LanceDB vector index: sync with the embeddings table, build an IVF_PQ index when large, search.
+
+One table per model key, so vectors of two models never mix. Below `ANN_MIN_ROWS` a flat (exact)
+scan answers in about a millisecond and no index is built. Above it an IVF_PQ index over cosine
+distance is built with partitions ~ sqrt(n) and searched with enough probes and a refine step
+(exact re-ranking of the best candidates) to keep recall@10 at or above 0.95.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+
+from assets_pkg.delta_tables import sql_in
+
+ANN_MIN_ROWS = 10_000
+KEEP_OLD_VERSIONS_FOR = timedelta(hours=1)  # readers mid-query keep their snapshot this long
+
+
+@dataclass(frozen=True)
+class AnnParams:
+    num_partitions: int
+    num_sub_vectors: int
+    nprobes: int
+    refine_factor: int
+
+
+@dataclass
+class IndexChanges:
+    table_name: str
+    added: int = 0
+    removed: int = 0
+    updated: int = 0
+    total: int = 0
+    ann: AnnParams | None = None
+    ann_built: bool = False
+    version: int | None = None
+
+    @property
+    def wrote(self) -> bool:
+        return bool(self.added or self.removed or self.updated or self.ann_built)
+
+
+@dataclass(frozen=True)
+class Hit:
+    image_id: str
+    path: str
+    paths: list[str]
+    labels: list[str]
+    score: float  # cosine similarity, 1 is identical
+
+
+def table_name(model_key: str) -> str:
+    """A valid, stable LanceDB table name for a model key (which may contain '/' and ':')."""
+    slug = re.sub(r"[^a-z0-9]+", "-", model_key.lower()).strip("-")[:48]
+    return f"images-{slug}-{hashlib.sha256(model_key.encode()).hexdigest()[:8]}"
+
+
+def index_schema(dim: int) -> pa.Schema:
+    return pa.schema([
+        ("image_id", pa.string()),
+        ("vector", pa.list_(pa.float32(), dim)),
+        ("path", pa.string()),  # first current path, for display
+        ("paths", pa.list_(pa.string())),
+        ("labels", pa.list_(pa.string())),
+    ])
+
+
+def ann_params(num_rows: int, dim: int) -> AnnParams:
+    partitions = max(16, int(math.sqrt(num_rows)))
+    sub_vectors = max(1, dim // 8)
+    while dim % sub_vectors:
+        sub_vectors -= 1
+    return AnnParams(num_partitions=partitions, num_sub_vectors=sub_vectors,
+                     nprobes=max(20, partitions // 8), refine_factor=10)
+
+
+def connect(lance_dir: Path):
+    lance_dir.mkdir(parents=True, exist_ok=True)
+    return lancedb.connect(str(lance_dir))
+
+
+def open_index(lance_dir: Path, model_key: str):
+    """The model key's table, or None before its first sync."""
+    return _open(connect(lance_dir), table_name(model_key))
+
+
+def _open(db, name: str):
+    try:
+        return db.open_table(name)
+    except ValueError:  # LanceDB's "table not found"
+        return None
+
+
+def sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa.Table, dim: int,
+               ann_min_rows: int = ANN_MIN_ROWS) -> IndexChanges:
+    """Make the model key's table hold exactly the rows of `vectors` joined with mirror `metadata`.
+
+    vectors: image_id, vector (list<float32>); metadata: image_id, paths, labels.
+    """
+    db = connect(lance_dir)
+    name = table_name(model_key)
+    changes = IndexChanges(table_name=name)
+    want = _join(vectors, metadata, dim)
+    want_meta = {r["image_id"]: (r["paths"], r["labels"]) for r in want.select(["image_id", "paths", "labels"]).to_pylist()}
+
+    table = _open(db, name)
+    if table is None:
+        table = db.create_table(name, schema=index_schema(dim))
+    have_meta = {r["image_id"]: (r["paths"], r["labels"])
+                 for r in _scan(table, ["image_id", "paths", "labels"]).to_pylist()}
+
+    removed = set(have_meta) - set(want_meta)
+    stale = {i for i in set(have_meta) & set(want_meta) if have_meta[i] != want_meta[i]}
+    added = set(want_meta) - set(have_meta)
+    if removed | stale:
+        table.delete(sql_in("image_id", sorted(removed | stale)))
+    if added | stale:
+        mask = pa.array([i in (added | stale) for i in want["image_id"].to_pylist()])
+        table.add(want.filter(mask))
+    changes.added, changes.removed, changes.updated = len(added), len(removed), len(stale)
+    changes.total = table.count_rows()
+
+    if changes.total >= ann_min_rows:
+        params = ann_params(changes.total, dim)
+        if _needs_ann_build(table, params):
+            table.create_index(metric="cosine", num_partitions=params.num_partitions,
+                               num_sub_vectors=params.num_sub_vectors, index_type="IVF_PQ", replace=True)
+            changes.ann_built = True
+        changes.ann = params
+    if changes.wrote:
+        # Compaction merges small fragments, folds new rows into the index, and drops old versions.
+        table.optimize(cleanup_older_than=KEEP_OLD_VERSIONS_FOR)
+    changes.version = table.version
+    return changes
+
+
+def _needs_ann_build(table, params: AnnParams) -> bool:
+    indices = [i for i in table.list_indices() if "vector" in i.columns]
+    if not indices:
+        return True
+    stats = table.index_stats(indices[0].name)
+    trained_partitions = getattr(stats, "num_partitions", None) or params.num_partitions
+    # Retrain when the table has grown or shrunk enough that the partition count is far off.
+    return not (0.5 <= params.num_partitions / trained_partitions <= 2.0)
+
+
+def search(table, query: np.ndarray, k: int = 3, where: str | None = None, exact: bool = False) -> list[Hit]:
+    builder = table.search(np.asarray(query, np.float32).reshape(-1)).distance_type("cosine").limit(k)
+    if where:
+        builder = builder.where(where, prefilter=True)
+    if exact:
+        builder = builder.bypass_vector_index()
+    else:
+        params = ann_params(table.count_rows(), len(query))
+        builder = builder.nprobes(params.nprobes).refine_factor(params.refine_factor)
+    rows = builder.select(["image_id", "path", "paths", "labels", "_distance"]).to_list()
+    return [Hit(r["image_id"], r["path"], list(r["paths"]), list(r["labels"]), 1.0 - float(r["_distance"]))
+            for r in rows]
+
+
+def recall_at_k(table, queries: np.ndarray, k: int = 10) -> float:
+    """Mean overlap of the ANN top-k with the exact top-k, over the given query vectors."""
+    if table.count_rows() == 0 or len(queries) == 0:
+        return 1.0
+    overlaps = []
+    for q in queries:
+        exact = {h.image_id for h in search(table, q, k, exact=True)}
+        approx = {h.image_id for h in search(table, q, k)}
+        overlaps.append(len(exact & approx) / max(1, len(exact)))
+    return float(np.mean(overlaps))
+
+
+def catalog_labels(table) -> list[str]:
+    """Every distinct label in the index, sorted: the subjects a proposer may choose from."""
+    labels = _scan(table, ["labels"]).column("labels").combine_chunks().flatten()
+    return sorted(set(labels.to_pylist()))
+
+
+def labels_filter(labels: list[str]) -> str | None:
+    """A LanceDB `where` clause: rows carrying any of the labels."""
+    if not labels:
+        return None
+    return " OR ".join(f"array_has(labels, '{label.replace(chr(39), chr(39) * 2)}')" for label in labels)
+
+
+def _scan(table, columns: list[str]) -> pa.Table:
+    """Some columns of every row, without reading the vectors."""
+    return table.search().select(columns).limit(None).to_arrow()
+
+
+def _join(vectors: pa.Table, metadata: pa.Table, dim: int) -> pa.Table:
+    meta = {r["image_id"]: r for r in metadata.select(["image_id", "paths", "labels"]).to_pylist()}
+    ids = [i for i in vectors["image_id"].to_pylist() if i in meta]
+    keep = pa.array([i in meta for i in vectors["image_id"].to_pylist()])
+    vecs = vectors.filter(keep)["vector"].combine_chunks()
+    flat = vecs.flatten() if len(vecs) else pa.array([], pa.float32())
+    return pa.Table.from_arrays([
+        pa.array(ids, pa.string()),
+        pa.FixedSizeListArray.from_arrays(flat.cast(pa.float32()), dim),
+        pa.array([meta[i]["paths"][0] if meta[i]["paths"] else "" for i in ids], pa.string()),
+        pa.array([meta[i]["paths"] for i in ids], pa.list_(pa.string())),
+        pa.array([meta[i]["labels"] for i in ids], pa.list_(pa.string())),
+    ], schema=index_schema(dim))

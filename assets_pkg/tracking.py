@@ -1,0 +1,113 @@
+"""MLflow tracking for every stage: one run per campaign generation or embedding materialization.
+
+Stages record what happened as plain data (`RunRecord`, with timed `Step`s), and `MlflowStore.log`
+writes it in one short burst under a file lock. Why: the embedded default store is SQLite, which
+fails with "database is locked" (and races on creating the schema and experiments) when several
+partition processes write at once; holding the lock only while logging keeps generations parallel.
+Steps become an MLflow trace attached to the run, with their real start and end times.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from filelock import FileLock
+
+PARAM_LIMIT = 500  # MLflow's portable limit for a param value; longer text goes in as an artifact
+
+
+@dataclass
+class Step:
+    name: str
+    start_ns: int
+    end_ns: int = 0
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunRecord:
+    experiment: str
+    run_name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # artifact file name -> content
+    files: list[Path] = field(default_factory=list)  # files logged as artifacts
+    steps: list[Step] = field(default_factory=list)
+
+    @contextmanager
+    def step(self, name: str, **inputs: Any) -> Iterator[dict[str, Any]]:
+        """Time a step; the caller fills the yielded dict with the step's outputs."""
+        current = Step(name=name, start_ns=time.time_ns(), inputs=inputs)
+        try:
+            yield current.outputs
+        finally:
+            current.end_ns = time.time_ns()
+            self.steps.append(current)
+
+
+def default_tracking_uri(mlflow_dir: Path) -> str:
+    return f"sqlite:///{(mlflow_dir / 'mlflow.db').resolve()}"
+
+
+class MlflowStore:
+    def __init__(self, tracking_uri: str, artifact_root: Path, lock_file: Path):
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        self.lock = FileLock(str(lock_file))
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(self, record: RunRecord) -> str:
+        """Write the record as one MLflow run (with a trace of its steps); returns the run id."""
+        import mlflow  # heavy import, only when a run is logged
+
+        with self.lock:
+            mlflow.set_tracking_uri(self.tracking_uri)
+            experiment_id = self._experiment_id(mlflow, record.experiment)
+            mlflow.set_experiment(experiment_id=experiment_id)
+            with mlflow.start_run(run_name=record.run_name, tags=record.tags) as run:
+                mlflow.log_params({k: _param(v) for k, v in record.params.items()})
+                if record.metrics:
+                    mlflow.log_metrics(record.metrics)
+                for name, text in record.texts.items():
+                    mlflow.log_text(text, name)
+                for path in record.files:
+                    mlflow.log_artifact(str(path))
+                if record.steps:
+                    _log_trace(mlflow, record)
+            mlflow.flush_trace_async_logging()
+            return run.info.run_id
+
+    def _experiment_id(self, mlflow, name: str) -> str:
+        existing = mlflow.get_experiment_by_name(name)
+        if existing is not None:
+            return existing.experiment_id
+        self.artifact_root.mkdir(parents=True, exist_ok=True)
+        return mlflow.create_experiment(name, artifact_location=(self.artifact_root / name).resolve().as_uri())
+
+
+def _log_trace(mlflow, record: RunRecord) -> None:
+    steps = sorted(record.steps, key=lambda s: s.start_ns)
+    root = mlflow.start_span_no_context(name=record.run_name, start_time_ns=steps[0].start_ns,
+                                        inputs={"run": record.run_name})
+    for step in steps:
+        child = mlflow.start_span_no_context(name=step.name, parent_span=root, start_time_ns=step.start_ns,
+                                             inputs=_jsonable(step.inputs))
+        child.set_outputs(_jsonable(step.outputs))
+        child.end(end_time_ns=step.end_ns)
+    root.end(end_time_ns=max(s.end_ns for s in steps))
+
+
+def _param(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= PARAM_LIMIT else text[:PARAM_LIMIT - 1] + "…"
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(values, default=str))

@@ -1,0 +1,1 @@
+"""The Dagster code location: definitions, resource wiring, jobs, schedules, sensors, and the CLI."""

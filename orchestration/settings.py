@@ -1,0 +1,26 @@
+"""Environment variables the resources read (through dg.EnvVar, at run time), and their defaults.
+
+`dg.EnvVar` fails on an unset variable, so every setting has a default here; the CLI applies them
+with `setdefault` (a value in the environment always wins) and `.env` repeats them for `dagster dev`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import MutableMapping
+
+DEFAULTS = {
+    "ADRAG_DATA_DIR": "data",  # the local volume: images/, brand/, segments.yaml and generated tables
+    "ADRAG_IMAGES_DIR": "",  # empty: <data dir>/images
+    "ADRAG_CLIP_MODEL": "ViT-B-32",
+    "ADRAG_CLIP_WEIGHTS": "laion2b_s34b_b79k",  # a pretrained tag, a checkpoint file path, or "random"
+    "ADRAG_DEVICE": "auto",
+    "REPLICATE_API_TOKEN": "",  # empty: the local compositor makes the ads
+    "MLFLOW_TRACKING_URI": "",  # empty: SQLite store under <data dir>/mlflow
+}
+OFFLINE = {"ADRAG_CLIP_MODEL": "adrag-tiny-clip", "ADRAG_CLIP_WEIGHTS": "random"}
+
+
+def apply_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
+    for name, value in DEFAULTS.items():
+        environ.setdefault(name, value)

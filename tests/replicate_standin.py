@@ -1,0 +1,211 @@
+"""A local stand-in for Replicate's predictions API, so tests drive the real `replicate` client over HTTP.
+
+    with ReplicateStandIn(outcome="failed", error_message="NSFW") as api:
+        generator = ReplicateKontextGenerator(api_token="t", base_url=api.base_url)
+
+It speaks the endpoints the client uses (paths and JSON as in the client's source, replicate 1.0.x):
+POST /v1/models/{owner}/{name}/predictions, GET /v1/predictions/{id}, POST /v1/predictions/{id}/cancel,
+and serves outputs at GET /files/{id}.png like Replicate's CDN (no auth).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image
+
+_CREATE = re.compile(r"^/v1/models/([^/]+)/([^/]+)/predictions$")
+_GET = re.compile(r"^/v1/predictions/([^/]+)$")
+_CANCEL = re.compile(r"^/v1/predictions/([^/]+)/cancel$")
+_FILE = re.compile(r"^/files/([^/]+)\.png$")
+_OUTPUT_SIZE = (256, 256)
+
+
+@dataclass
+class StandInKnobs:
+    """How the fake model behaves; later tests add failure modes here."""
+
+    outcome: str = "succeeded"  # "succeeded" | "failed" | "canceled"
+    polls_before_done: int = 1  # GETs answered "processing" before the outcome
+    seconds_before_done: float = 0.0  # and at least this long after creation
+    error_message: str = "stand-in model error"
+
+
+@dataclass
+class _Prediction:
+    id: str
+    model: str
+    input: dict
+    created: float = field(default_factory=time.monotonic)
+    status: str = "starting"
+    polls: int = 0
+
+
+class ReplicateStandIn:
+    def __init__(self, knobs: StandInKnobs | None = None, **knob_values):
+        self.knobs = knobs or StandInKnobs(**knob_values)
+        self.created: list[dict] = []  # {"model": "owner/name", "path": ..., "body": ..., "input": ...}
+        self.auth_headers: list[str | None] = []  # Authorization of every API request
+        self.download_auth_headers: list[str | None] = []  # Authorization of every file download
+        self.canceled: list[str] = []
+        self.served: dict[str, bytes] = {}  # prediction id -> the PNG bytes served for it
+        self.polls = 0
+        self._predictions: dict[str, _Prediction] = {}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.standin = self  # type: ignore[attr-defined]
+        # A short poll interval so leaving the `with` block (shutdown) takes milliseconds, not half a second.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> ReplicateStandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    # -- behaviour, called by the handler under the lock --------------------------------------------
+
+    def _create(self, owner: str, name: str, body: dict) -> tuple[int, dict]:
+        if not isinstance(body.get("input"), dict) or not body["input"].get("prompt"):
+            return 422, {"title": "Input validation failed", "detail": "input.prompt is required", "status": 422}
+        prediction = _Prediction(id=f"p{len(self._predictions) + 1:04d}", model=f"{owner}/{name}", input=body["input"])
+        self._predictions[prediction.id] = prediction
+        self.created.append(
+            {"model": prediction.model, "path": f"/v1/models/{owner}/{name}/predictions", "body": body, "input": body["input"]}
+        )
+        return 201, self._json(prediction)
+
+    def _poll(self, prediction_id: str) -> tuple[int, dict]:
+        prediction = self._predictions.get(prediction_id)
+        if prediction is None:
+            return 404, {"detail": "Not found.", "status": 404}
+        self.polls += 1
+        prediction.polls += 1
+        if prediction.status in ("starting", "processing"):
+            waited = time.monotonic() - prediction.created
+            done = prediction.polls > self.knobs.polls_before_done and waited >= self.knobs.seconds_before_done
+            prediction.status = self.knobs.outcome if done else "processing"
+        return 200, self._json(prediction)
+
+    def _cancel(self, prediction_id: str) -> tuple[int, dict]:
+        prediction = self._predictions.get(prediction_id)
+        if prediction is None:
+            return 404, {"detail": "Not found.", "status": 404}
+        self.canceled.append(prediction_id)
+        if prediction.status in ("starting", "processing"):
+            prediction.status = "canceled"
+        return 200, self._json(prediction)
+
+    def _output_png(self, prediction_id: str) -> bytes | None:
+        prediction = self._predictions.get(prediction_id)
+        if prediction is None or prediction.status != "succeeded":
+            return None
+        if prediction_id not in self.served:
+            self.served[prediction_id] = _blend_inputs(prediction.input)
+        return self.served[prediction_id]
+
+    def _json(self, prediction: _Prediction) -> dict:
+        succeeded = prediction.status == "succeeded"
+        finished = prediction.status in ("succeeded", "failed", "canceled")
+        urls = f"{self.base_url}/v1/predictions/{prediction.id}"
+        return {
+            "id": prediction.id,
+            "model": prediction.model,
+            "version": "hidden",  # what Replicate reports for official models
+            "status": prediction.status,
+            "input": prediction.input,
+            "output": f"{self.base_url}/files/{prediction.id}.png" if succeeded else None,
+            "error": self.knobs.error_message if prediction.status == "failed" else None,
+            "logs": "",
+            "metrics": {"predict_time": 0.01} if succeeded else {},
+            "created_at": "2025-01-01T00:00:00.000Z",
+            "started_at": "2025-01-01T00:00:00.100Z" if prediction.status != "starting" else None,
+            "completed_at": "2025-01-01T00:00:01.000Z" if finished else None,
+            "data_removed": False,
+            "urls": {"get": urls, "cancel": f"{urls}/cancel"},
+        }
+
+
+def _blend_inputs(inputs: dict) -> bytes:
+    """A real PNG that depends on both input images: their 50/50 blend."""
+    first, second = (_decode_data_url(inputs[key]).resize(_OUTPUT_SIZE) for key in ("input_image_1", "input_image_2"))
+    out = io.BytesIO()
+    Image.blend(first, second, 0.5).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _decode_data_url(url: str) -> Image.Image:
+    _, encoded = url.split(",", 1)
+    return Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        standin: ReplicateStandIn = self.server.standin  # type: ignore[attr-defined]
+        if not self._authorised(standin):
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        with standin._lock:
+            if match := _CREATE.match(self.path):
+                self._send_json(*standin._create(*match.groups(), json.loads(raw or b"{}")))
+            elif match := _CANCEL.match(self.path):
+                self._send_json(*standin._cancel(match.group(1)))
+            else:
+                self._send_json(404, {"detail": "Not found.", "status": 404})
+
+    def do_GET(self) -> None:
+        standin: ReplicateStandIn = self.server.standin  # type: ignore[attr-defined]
+        if match := _FILE.match(self.path):
+            with standin._lock:
+                standin.download_auth_headers.append(self.headers.get("Authorization"))
+                png = standin._output_png(match.group(1))
+            if png is None:
+                self._send(404, b"not found", "text/plain")
+            else:
+                self._send(200, png, "image/png")
+            return
+        if not self._authorised(standin):
+            return
+        with standin._lock:
+            if match := _GET.match(self.path):
+                self._send_json(*standin._poll(match.group(1)))
+            else:
+                self._send_json(404, {"detail": "Not found.", "status": 404})
+
+    def _authorised(self, standin: ReplicateStandIn) -> bool:
+        header = self.headers.get("Authorization")
+        with standin._lock:
+            standin.auth_headers.append(header)
+        if header and header.startswith("Bearer ") and len(header) > len("Bearer "):
+            return True
+        self._send_json(401, {"title": "Unauthenticated", "detail": "You did not pass an authentication token", "status": 401})
+        return False
+
+    def _send_json(self, status: int, payload: dict) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        pass  # keep test output clean

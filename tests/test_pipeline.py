@@ -1,0 +1,184 @@
+"""The whole graph through the real Dagster machinery: catalog, incremental runs, campaigns."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.compute as pc
+import pytest
+from conftest import write_photo
+from mlflow import MlflowClient
+
+from assets_pkg.campaigns.store import CAMPAIGNS_SCHEMA, CANDIDATES_SCHEMA
+from assets_pkg.catalog.mirror import MIRROR_SCHEMA
+from assets_pkg.catalog.probe import content_hash
+from assets_pkg.catalog.quarantine import QUARANTINE_SCHEMA
+from assets_pkg.delta_tables import read_table, table_version
+from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
+from assets_pkg.index.lance_index import open_index
+from orchestration.definitions import CAMPAIGN_ASSETS, CATALOG_ASSETS
+from orchestration.runner import sync_segment_partitions
+
+
+def refresh(resources, instance) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(CATALOG_ASSETS, resources=resources, instance=instance)
+    assert result.success
+    return result
+
+
+def meta(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def disk_state(images_dir: Path) -> dict[str, list[str]]:
+    """What is on disk: content hash -> sorted relative paths."""
+    state: dict[str, list[str]] = {}
+    for path in sorted(p for p in images_dir.rglob("*") if p.is_file()):
+        state.setdefault(content_hash(path.read_bytes()), []).append(path.relative_to(images_dir).as_posix())
+    return state
+
+
+def assert_tables_match_disk(layout, model_key: str) -> None:
+    want = disk_state(layout.images_dir)
+    mirror = {r["image_id"]: list(r["paths"]) for r in
+              read_table(layout.mirror_table, columns=["image_id", "paths"], schema=MIRROR_SCHEMA).to_pylist()}
+    assert mirror == want
+    embeddings = read_table(layout.embeddings_table, schema=EMBEDDINGS_SCHEMA)
+    ids = embeddings.filter(pc.equal(embeddings["model_key"], model_key))["image_id"].to_pylist()
+    assert sorted(ids) == sorted(want), "one vector per image on disk, no more"
+    table = open_index(layout.lance_dir, model_key)
+    rows = table.search().select(["image_id", "paths"]).limit(None).to_arrow().to_pylist()
+    assert {r["image_id"]: list(r["paths"]) for r in rows} == want
+
+
+def model_key_of(result) -> str:
+    return meta(result, "image_embeddings")["model_key"]
+
+
+def test_catalog_graph_materializes_and_second_run_writes_nothing(resources, instance, layout):
+    first = refresh(resources, instance)
+    assert meta(first, "image_manifest")["files"] == 12
+    assert meta(first, "image_mirror")["added"] == 12
+    assert meta(first, "image_embeddings")["embedded"] == 12
+    assert meta(first, "image_index")["rows"] == 12
+    key = model_key_of(first)
+    assert key == "adrag-tiny-clip/random-seed0/64px-bicubic-shortest"
+    assert_tables_match_disk(layout, key)
+
+    versions = {t: table_version(t) for t in (layout.manifest_table, layout.mirror_table, layout.embeddings_table)}
+    lance_version = open_index(layout.lance_dir, key).version
+    second = refresh(resources, instance)
+    assert meta(second, "image_manifest")["probed"] == 0
+    assert meta(second, "image_mirror")["table_written"] is False
+    assert meta(second, "image_embeddings")["embedded"] == 0
+    assert {t: table_version(t) for t in versions} == versions
+    assert open_index(layout.lance_dir, key).version == lance_version
+
+
+def test_add_modify_delete_rename_propagate_exactly(resources, instance, layout):
+    key = model_key_of(refresh(resources, instance))
+    images = layout.images_dir
+    old_cat = (images / "cat" / "cat-0.jpg").read_bytes()
+
+    write_photo(images / "rabbit" / "rabbit-0.jpg", seed=99)                          # add (new label)
+    write_photo(images / "cat" / "cat-0.jpg", seed=98)                                # modify: new bytes
+    (images / "parrot" / "parrot-1.png").unlink()                                     # delete
+    (images / "dog" / "dog-0.jpg").rename(images / "dog" / "renamed dog.jpg")         # rename
+    shutil.copy(images / "dog" / "dog-2.jpg", images / "dog" / "dog-2-copy.jpg")      # duplicate bytes
+    result = refresh(resources, instance)
+
+    mirror_meta = meta(result, "image_mirror")
+    assert (mirror_meta["added"], mirror_meta["removed"], mirror_meta["paths_updated"]) == (2, 2, 2)
+    assert meta(result, "image_embeddings")["embedded"] == 2, "a rename or a copy re-uses the embedding"
+    assert meta(result, "image_embeddings")["removed"] == 2
+    assert_tables_match_disk(layout, key)
+    ids = set(disk_state(images))
+    assert content_hash(old_cat) not in ids
+    labels = {r["image_id"]: r["labels"] for r in read_table(layout.mirror_table, MIRROR_SCHEMA, ["image_id", "labels"]).to_pylist()}
+    assert labels[content_hash((images / "rabbit" / "rabbit-0.jpg").read_bytes())] == ["rabbit"]
+
+
+def test_bad_files_go_to_quarantine_and_leave_when_fixed(resources, instance, layout):
+    (layout.images_dir / "dog" / "truncated.jpg").write_bytes((layout.images_dir / "dog" / "dog-0.jpg").read_bytes()[:200])
+    (layout.images_dir / "notes.png").write_text("<html>not an image</html>")
+    result = refresh(resources, instance)
+    assert meta(result, "image_manifest")["quarantined"] == 2
+    rows = read_table(layout.quarantine_table, schema=QUARANTINE_SCHEMA).to_pylist()
+    reasons = {r["path"]: r["reason"] for r in rows}
+    assert set(reasons) == {"dog/truncated.jpg", "notes.png"}
+    assert "not a recognised image" in reasons["notes.png"]
+    assert all(r["stage"] == "catalog" and r["attempts"] == 1 for r in rows)
+    assert meta(result, "image_mirror")["added"] == 12, "the run goes on with the good files"
+
+    (layout.images_dir / "notes.png").unlink()
+    write_photo(layout.images_dir / "dog" / "truncated.jpg", seed=77)
+    result = refresh(resources, instance)
+    assert read_table(layout.quarantine_table, schema=QUARANTINE_SCHEMA).num_rows == 0
+    assert meta(result, "image_mirror")["added"] == 1
+
+
+def test_two_segments_generate_ads_with_the_local_compositor(resources, instance, layout):
+    refresh(resources, instance)
+    keys = sync_segment_partitions(instance, layout.segments_file)
+    assert keys == ["young-urban-professionals", "outdoor-loving-dog-owners"]
+    for key in keys:
+        result = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=key)
+        assert result.success
+        ad = meta(result, "campaign_ad")
+        assert Path(ad["ad"]).is_file() and Path(ad["ad"]).parent == layout.campaigns_dir / key
+        assert ad["reused"] is False and ad["generator"] == "local-compositor/v1"
+
+    candidates = read_table(layout.candidates_table, CANDIDATES_SCHEMA).to_pylist()
+    by_key = {r["segment_key"]: r for r in candidates}
+    assert set(by_key) == set(keys)
+    assert by_key["outdoor-loving-dog-owners"]["subject"] == "dog"
+    assert by_key["outdoor-loving-dog-owners"]["subject_method"] == "segments-file"
+    assert by_key["young-urban-professionals"]["subject"] in {"cat", "dog"}
+    assert by_key["young-urban-professionals"]["subject_method"] == "clip-zero-shot"
+    for row in candidates:
+        assert len(row["candidates"]) == 3
+        scores = [c["score"] for c in row["candidates"]]
+        assert scores == sorted(scores, reverse=True)
+        assert Path(row["contact_sheet"]).is_file()
+    dog_paths = [c["path"] for c in by_key["outdoor-loving-dog-owners"]["candidates"]]
+    assert all(p.startswith("dog/") or p.startswith("cat/") for p in
+               [c["path"] for c in by_key["young-urban-professionals"]["candidates"]]), "label filter applies"
+    assert dog_paths
+
+    campaigns = read_table(layout.campaigns_table, CAMPAIGNS_SCHEMA).to_pylist()
+    assert len(campaigns) == 2
+
+    # Same inputs again: the stored ad is reused and nothing new is written.
+    files_before = sorted(layout.campaigns_dir.rglob("ad-*.png"))
+    again = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=keys[1])
+    assert meta(again, "campaign_ad")["reused"] is True
+    assert sorted(layout.campaigns_dir.rglob("ad-*.png")) == files_before
+
+    # Another seed makes another ad.
+    other = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=keys[1],
+                           run_config={"ops": {"campaign_ad": {"config": {"seed_index": 2}}}})
+    assert meta(other, "campaign_ad")["reused"] is False
+    assert len(sorted(layout.campaigns_dir.rglob("ad-*.png"))) == 3
+
+    # MLflow: one run per generation, with what the issue asks for, read back with MlflowClient.
+    client = MlflowClient(tracking_uri=f"sqlite:///{layout.mlflow_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ad-campaigns")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.stage = 'ad'")
+    assert len(runs) == 4
+    run = next(r for r in runs if r.data.params["segment"] == keys[0])
+    params = run.data.params
+    for name in ("segment", "segment_name", "subject", "query", "seed_index", "seed_path", "prompt",
+                 "generator", "generator_parameters", "output_key"):
+        assert params[name], name
+    assert set(run.data.metrics) >= {"latency_s", "cost_usd", "reused"}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"candidates.png", "prompt.txt", "candidates.json"} <= artifacts
+    assert any(a.startswith("ad-") and a.endswith(".png") for a in artifacts)
+    traces = client.search_traces(locations=[experiment.experiment_id],
+                                  filter_string=f"metadata.`mlflow.sourceRun` = '{run.info.run_id}'")
+    assert [s.name for s in traces[0].data.spans][1:] == ["load_seed", "build_prompt", "generate"]
+    embed_runs = client.search_runs([client.get_experiment_by_name("image-embeddings").experiment_id])
+    assert embed_runs[0].data.metrics["embedded"] == 12
