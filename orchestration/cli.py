@@ -60,7 +60,11 @@ def configure_environment(args: argparse.Namespace) -> None:
     data_dir = Path(os.environ["ADRAG_DATA_DIR"]).resolve()
     os.environ["ADRAG_DATA_DIR"] = str(data_dir)  # absolute, so `dagster dev` and runs agree
     os.environ.setdefault("DAGSTER_HOME", str(data_dir / "dagster_home"))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        # A project-local instance: no usage telemetry leaves the machine.
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
 
 def launch_ui() -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -34,11 +36,17 @@ def sync_segment_partitions(instance: dg.DagsterInstance, segments_file) -> list
     return wanted
 
 
+# Run logs at INFO (progress, quarantine) rather than Dagster's default DEBUG event stream.
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+PROJECT_SEGMENTS = Path(__file__).resolve().parent.parent / "data" / "segments.yaml"
+
+
 def run_everything(segment_keys: list[str] | None = None) -> int:
     instance = dg.DagsterInstance.get()
     where = layout()
     started = time.perf_counter()
-    catalog = defs.resolve_job_def("refresh_catalog").execute_in_process(instance=instance, raise_on_error=False)
+    catalog = defs.resolve_job_def("refresh_catalog").execute_in_process(
+        run_config=RUN_CONFIG, instance=instance, raise_on_error=False)
     if not catalog.success:
         print("refresh_catalog failed; open the run in the Dagster UI (`adrag ui`) for the error")
         return 1
@@ -50,8 +58,8 @@ def run_everything(segment_keys: list[str] | None = None) -> int:
     keys = sync_segment_partitions(instance, where.segments_file)
     chosen = [k for k in keys if not segment_keys or k in segment_keys]
     job = defs.resolve_job_def("generate_campaigns")
-    failed = [k for k in chosen
-              if not job.execute_in_process(instance=instance, partition_key=k, raise_on_error=False).success]
+    failed = [k for k in chosen if not job.execute_in_process(
+        run_config=RUN_CONFIG, instance=instance, partition_key=k, raise_on_error=False).success]
     print_outputs(where, chosen, failed, time.perf_counter() - started)
     return 1 if failed else 0
 
@@ -59,7 +67,10 @@ def run_everything(segment_keys: list[str] | None = None) -> int:
 def run_demo(images_per_subject: int = 12) -> int:
     from orchestration.demo_catalog import make_demo_catalog
 
-    catalog = make_demo_catalog(layout().data_dir, images_per_subject=images_per_subject)
+    where = layout()
+    catalog = make_demo_catalog(where.data_dir, images_per_subject=images_per_subject)
+    if not where.segments_file.exists():
+        shutil.copyfile(PROJECT_SEGMENTS, where.segments_file)
     print(f"demo catalog: {len(catalog.image_paths)} images under {catalog.images_dir}, brand {catalog.brand_image}")
     return run_everything()
 

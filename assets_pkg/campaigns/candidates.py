@@ -37,7 +37,7 @@ def build_candidates(segment: Segment, index_table, model_key: str, encode_texts
     with record.step("contact_sheet", n=len(found.hits)) as out:
         images = read_image_bytes(mirror_table, [h.image_id for h in found.hits])
         sheet = contact_sheet([images[h.image_id] for h in found.hits],
-                              [f"#{rank} score {h.score:.3f}\n{h.path}" for rank, h in enumerate(found.hits)])
+                              [f"#{rank} score {h.score:.3f}\n{h.path}" for rank, h in enumerate(found.hits, start=1)])
         sheet_path = segment_dir / "candidates.png"
         write_atomically(sheet_path, sheet)
         out.update(path=str(sheet_path))
