@@ -182,3 +182,38 @@ def test_two_segments_generate_ads_with_the_local_compositor(resources, instance
     assert [s.name for s in traces[0].data.spans][1:] == ["load_seed", "build_prompt", "generate"]
     embed_runs = client.search_runs([client.get_experiment_by_name("image-embeddings").experiment_id])
     assert embed_runs[0].data.metrics["embedded"] == 12
+
+
+SENTINEL_TOKEN = "r8_SENTINEL_token_do_not_leak_0123456789"
+
+
+def test_replicate_generator_in_the_pipeline_pays_once_and_leaks_no_token(resources, instance, layout):
+    from replicate_standin import ReplicateStandIn
+
+    from assets_pkg.campaigns.resources import ImageGeneratorResource
+
+    refresh(resources, instance)
+    keys = sync_segment_partitions(instance, layout.segments_file)
+    with ReplicateStandIn() as api:
+        resources = {**resources, "image_generator": ImageGeneratorResource(
+            replicate_api_token=SENTINEL_TOKEN, replicate_base_url=api.base_url)}
+        first = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=keys[1])
+        assert first.success
+        ad = meta(first, "campaign_ad")
+        assert ad["generator"] == "replicate/flux-kontext-apps/multi-image-kontext-max"
+        assert ad["cost_usd"] == pytest.approx(0.08)
+        [created] = api.created
+        assert created["model"] == "flux-kontext-apps/multi-image-kontext-max"
+        assert "Outdoor-loving dog owners" in created["input"]["prompt"]
+        assert Path(ad["ad"]).read_bytes() == next(iter(api.served.values()))
+        assert api.auth_headers[0] == f"Bearer {SENTINEL_TOKEN}"
+
+        again = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=keys[1])
+        assert meta(again, "campaign_ad")["reused"] is True and meta(again, "campaign_ad")["cost_usd"] == 0
+        assert len(api.created) == 1, "a re-run with the same inputs pays nothing"
+
+    leaks = [p for root in (layout.data_dir, Path(instance.root_directory))
+             for p in root.rglob("*") if p.is_file() and SENTINEL_TOKEN.encode() in p.read_bytes()]
+    assert leaks == []
+    for event in instance.all_logs(first.run_id):
+        assert SENTINEL_TOKEN not in str(event)

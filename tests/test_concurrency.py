@@ -1,0 +1,78 @@
+"""Parallel segment runs share the campaigns table and the SQLite MLflow store without failing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import dagster as dg
+from mlflow import MlflowClient
+
+from assets_pkg.campaigns.store import CAMPAIGNS_SCHEMA
+from assets_pkg.delta_tables import read_table
+from orchestration.definitions import CATALOG_ASSETS
+
+REPO = Path(__file__).resolve().parent.parent
+
+LOG_ONE_RUN = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from assets_pkg.tracking import MlflowStore, RunRecord, default_tracking_uri
+    root = Path(sys.argv[1])
+    store = MlflowStore(default_tracking_uri(root), root / "artifacts", root / ".lock")
+    record = RunRecord(experiment="parallel", run_name=sys.argv[2], params={"who": sys.argv[2]})
+    with record.step("work", who=sys.argv[2]) as out:
+        out["ok"] = True
+    print(store.log(record))
+""")
+
+MATERIALIZE_PARTITION = textwrap.dedent("""
+    import sys
+    import dagster as dg
+    from assets_pkg.campaigns.resources import ImageGeneratorResource
+    from assets_pkg.embeddings.resources import ClipModel
+    from assets_pkg.resources import DataStore, MlflowTracking
+    from orchestration.definitions import CAMPAIGN_ASSETS
+    data_dir, key = sys.argv[1], sys.argv[2]
+    resources = {"data_store": DataStore(data_dir=data_dir),
+                 "clip": ClipModel(model_name="adrag-tiny-clip", weights="random", device="cpu"),
+                 "image_generator": ImageGeneratorResource(), "mlflow_tracking": MlflowTracking()}
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("segments", [key])
+    assert dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=key).success
+""")
+
+
+def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_processes_logging_at_once_to_a_fresh_sqlite_store_all_succeed(tmp_path):
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda n: run_python(LOG_ONE_RUN, str(tmp_path), f"run-{n}"), range(4)))
+    for result in results:
+        assert result.returncode == 0, result.stderr[-2000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("parallel")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.params["who"] for r in runs) == [f"run-{n}" for n in range(4)]
+
+
+def test_segment_partitions_materialized_in_parallel_processes(resources, instance, data_dir, layout):
+    with (data_dir / "segments.yaml").open("a") as fh:
+        fh.write("  - {name: Cat people, description: quiet homes, subject: cat}\n")
+    assert dg.materialize(CATALOG_ASSETS, resources=resources, instance=instance).success
+    keys = ["young-urban-professionals", "outdoor-loving-dog-owners", "cat-people"]
+    with ThreadPoolExecutor(len(keys)) as pool:
+        results = list(pool.map(lambda k: run_python(MATERIALIZE_PARTITION, str(data_dir), k), keys))
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_table(layout.campaigns_table, CAMPAIGNS_SCHEMA).to_pylist()
+    assert sorted(r["segment_key"] for r in rows) == sorted(keys)
+    assert all(Path(r["output_path"]).is_file() and r["mlflow_run_id"] for r in rows)
+    client = MlflowClient(tracking_uri=f"sqlite:///{layout.mlflow_dir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ad-campaigns").experiment_id])
+    assert len(runs) == 2 * len(keys)  # candidates + ad per segment

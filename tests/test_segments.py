@@ -1,0 +1,82 @@
+"""The segments file, its safe partition keys, and the sensor that syncs partitions with it."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from assets_pkg.campaigns.segments import load_segments, slugify
+from assets_pkg.layout import DataLayout, require_safe_key
+from assets_pkg.resources import DataStore
+from orchestration.sensors import segments_sensor
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_keys_are_safe_unique_and_bounded(tmp_path):
+    path = write(tmp_path / "s.yaml", """
+segments:
+  - {name: "Young urban professionals", description: city}
+  - {name: "Young urban professionals!", description: duplicate name}
+  - {name: "../../etc/passwd", description: traversal}
+  - {name: "Café Owners / Paris", description: unicode and slash}
+  - {name: "%s", description: long}
+  - {name: "家族", description: no ascii left}
+  - {name: "", description: empty name}
+  - {name: "No description"}
+  - {name: Explicit, description: d, key: "Bad Key"}
+  - {name: Explicit2, description: d, key: aquarium}
+  - not a mapping
+""" % ("x" * 500))
+    parsed = load_segments(path)
+    keys = [s.key for s in parsed.segments]
+    assert keys[:4] == ["young-urban-professionals", "young-urban-professionals-2", "etc-passwd", "cafe-owners-paris"]
+    assert len(keys[4]) == 64 and keys[4] == "x" * 64
+    assert keys[5].startswith("segment-") and keys[6] == "aquarium"
+    assert len(keys) == len(set(keys)) == 7
+    for key in keys:
+        assert require_safe_key(key) == key
+    assert parsed.segments[2].name == "../../etc/passwd", "display names stay as written"
+    assert len(parsed.errors) == 4
+    assert any("missing 'name'" in e for e in parsed.errors)
+    assert any("missing 'description'" in e for e in parsed.errors)
+    assert any("'Bad Key'" in e for e in parsed.errors)
+
+
+def test_invalid_yaml_and_unsafe_paths_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_segments(write(tmp_path / "bad.yaml", "segments: [unclosed"))
+    with pytest.raises(FileNotFoundError):
+        load_segments(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match="unsafe segment key"):
+        DataLayout.under(tmp_path).campaign_dir("../escape")
+    assert slugify("  --Hello,  World--  ") == "hello-world"
+
+
+def test_sensor_adds_new_segments_requests_their_runs_and_removes_deleted(tmp_path):
+    segments = write(tmp_path / "segments.yaml", """
+segments:
+  - {name: Alpha, description: a}
+  - {name: Beta, description: b}
+""")
+    store = DataStore(data_dir=str(tmp_path))
+    with dg.instance_for_test() as instance:
+        result = segments_sensor(dg.build_sensor_context(instance=instance, resources={"data_store": store}))
+        [add] = result.dynamic_partitions_requests
+        assert isinstance(add, dg.AddDynamicPartitionsRequest) and list(add.partition_keys) == ["alpha", "beta"]
+        assert [r.partition_key for r in result.run_requests] == ["alpha", "beta"]
+        instance.add_dynamic_partitions("segments", ["alpha", "beta"])
+
+        write(segments, "segments:\n  - {name: Beta, description: b}\n  - {name: Gamma, description: c}\n")
+        result = segments_sensor(dg.build_sensor_context(instance=instance, resources={"data_store": store}))
+        add, delete = result.dynamic_partitions_requests
+        assert list(add.partition_keys) == ["gamma"] and list(delete.partition_keys) == ["alpha"]
+        assert [r.partition_key for r in result.run_requests] == ["gamma"]
+        instance.add_dynamic_partitions("segments", ["gamma"])
+        instance.delete_dynamic_partition("segments", "alpha")
+
+        result = segments_sensor(dg.build_sensor_context(instance=instance, resources={"data_store": store}))
+        assert not result.run_requests and not result.dynamic_partitions_requests
