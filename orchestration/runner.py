@@ -55,6 +55,10 @@ def run_everything(segment_keys: list[str] | None = None) -> int:
         summary = ", ".join(f"{k}={v.value}" for k, v in meta.items()
                             if k in ("files", "quarantined", "added", "removed", "embedded", "images_per_s", "rows"))
         print(f"  {event.asset_key.to_user_string():<18} {summary}")
+    if not where.segments_file.is_file():
+        print(f"no segments file at {where.segments_file}: the catalog is ready; write one (see "
+              f"{PROJECT_SEGMENTS}) to generate campaigns")
+        return 0
     keys = sync_segment_partitions(instance, where.segments_file)
     chosen = [k for k in keys if not segment_keys or k in segment_keys]
     job = defs.resolve_job_def("generate_campaigns")
