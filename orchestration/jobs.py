@@ -2,8 +2,6 @@
 
 import dagster as dg
 
-from assets_pkg.campaigns.partitions import segment_partitions
-
 CATALOG_GROUPS = ("catalog", "embeddings", "index")
 
 refresh_catalog = dg.define_asset_job(
@@ -15,6 +13,5 @@ refresh_catalog = dg.define_asset_job(
 generate_campaigns = dg.define_asset_job(
     name="generate_campaigns",
     selection=dg.AssetSelection.groups("campaigns"),
-    partitions_def=segment_partitions,
     description="Candidates and ad for segment partitions; launch a backfill to run a list of segments.",
 )

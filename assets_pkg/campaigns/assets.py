@@ -43,7 +43,7 @@ def campaign_candidates(context: dg.AssetExecutionContext, data_store: DataStore
     if table is None or table.count_rows() == 0:
         raise dg.Failure(f"the index for model {encoder.model_key} is empty: materialize the refresh_catalog job first")
     record = RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-candidates",
-                       tags={"segment": segment.key, "stage": "candidates", "dagster_run_id": context.run_id})
+                       tags={"segment": segment.key, "stage": "candidates", "dagster_run_id": context.run.run_id})
     result = build_candidates(segment, table, encoder.model_key, encoder.encode_texts,
                               ClipZeroShotProposer(encoder.encode_texts), catalog_labels(table),
                               layout.mirror_table, layout.campaign_dir(segment.key), record)
@@ -83,7 +83,7 @@ def campaign_ad(context: dg.AssetExecutionContext, config: AdConfig, data_store:
     candidates = read_candidates(layout.candidates_table, segment.key)
     generator = image_generator.generator()
     record = RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-ad",
-                       tags={"segment": segment.key, "stage": "ad", "dagster_run_id": context.run_id})
+                       tags={"segment": segment.key, "stage": "ad", "dagster_run_id": context.run.run_id})
     ad = make_ad(segment, segments.brand, layout.brand_image.read_bytes(), candidates, config.seed_index,
                  generator, layout.mirror_table, layout.campaign_dir(segment.key), record)
     row = ad.row

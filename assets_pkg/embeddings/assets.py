@@ -42,15 +42,13 @@ def image_embeddings(context: dg.AssetExecutionContext, data_store: DataStore, c
     for path, _, reason in failed:
         context.log.warning(f"quarantined {path!r}: {reason}")
 
-    run_id = None
-    if changes.embedded or changes.removed:
-        run_id = mlflow_tracking.store(layout).log(RunRecord(
-            experiment="image-embeddings", run_name=f"embed-{changes.embedded}",
-            params={"model_key": encoder.model_key, "device": encoder.device, "batch_size": encoder.batch_size},
-            metrics={"embedded": changes.embedded, "removed": changes.removed, "unchanged": changes.unchanged,
-                     "failed": len(changes.failed), "seconds": changes.seconds, "images_per_s": changes.rate},
-            tags={"stage": STAGE, "dagster_run_id": context.run_id},
-        ))
+    run_id = mlflow_tracking.store(layout).log(RunRecord(
+        experiment="image-embeddings", run_name=f"embed-{changes.embedded}",
+        params={"model_key": encoder.model_key, "device": encoder.device, "batch_size": encoder.batch_size},
+        metrics={"embedded": changes.embedded, "removed": changes.removed, "unchanged": changes.unchanged,
+                 "failed": len(changes.failed), "seconds": changes.seconds, "images_per_s": changes.rate},
+        tags={"stage": STAGE, "dagster_run_id": context.run.run_id},
+    ))
     return dg.MaterializeResult(metadata={
         "model_key": encoder.model_key,
         "dim": encoder.dim,
@@ -61,5 +59,5 @@ def image_embeddings(context: dg.AssetExecutionContext, data_store: DataStore, c
         "quarantined": len(failed),
         "images_per_s": round(changes.rate, 1),
         "table_version": table_version(layout.embeddings_table),
-        "mlflow_run_id": run_id or "",
+        "mlflow_run_id": run_id,
     })
