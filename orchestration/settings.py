@@ -1,7 +1,9 @@
 """Environment variables the resources read (through dg.EnvVar, at run time), and their defaults.
 
 `dg.EnvVar` fails on an unset variable, so every setting has a default here; the CLI applies them
-with `setdefault` (a value in the environment always wins) and `.env` repeats them for `dagster dev`.
+with `setdefault` (a value in the environment always wins) before it runs anything or starts
+`dagster dev`, whose code server and runs inherit them. (No `.env` file: `dagster dev` lets a
+`.env` override the environment, which would undo `adrag --data-dir ... ui`.)
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from pathlib import Path
 import dagster as dg
 
 from orchestration.definitions import defs
-from orchestration.settings import DEFAULTS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,9 +38,3 @@ def test_workspace_loads_with_the_dagster_cli_and_no_env_read_at_import(tmp_path
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
-
-
-def test_dotenv_matches_the_cli_defaults():
-    entries = dict(line.split("=", 1) for line in (REPO / ".env").read_text().splitlines()
-                   if line and not line.startswith("#"))
-    assert entries == DEFAULTS
