@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import pyarrow as pa
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from filelock import FileLock, Timeout
 
 T = TypeVar("T")
 
@@ -52,6 +54,27 @@ def _project(schema: pa.Schema, columns: list[str] | None) -> pa.Schema:
 def table_version(path: Path) -> int | None:
     dt = open_table(path)
     return None if dt is None else dt.version()
+
+
+@contextmanager
+def exclusive(path: Path, timeout_s: float = 3600) -> Iterator[None]:
+    """Serialise read-compute-write syncs of one table across processes on this machine.
+
+    Every sync reads the table's state, computes a diff and writes it; two at once would both
+    append the same new rows (Delta appends never conflict). The OS lock dies with its process, so
+    a killed run never leaves the table locked.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.parent / f".{path.name}.lock"), timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise TimeoutError(f"another run has been writing {path} for over {timeout_s:.0f}s; "
+                           "wait for it to finish or stop it") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def with_commit_retry(write: Callable[[], T], attempts: int = 8) -> T:

@@ -93,3 +93,25 @@ def test_catalog_labels_and_filter_quoting(tmp_path):
     assert catalog_labels(table) == ["cat", "dog", "o'brien"]
     hits = search(table, clustered_vectors(1)[0], k=5, where=labels_filter(["o'brien"]))
     assert [h.image_id for h in hits] == [f"{0:064x}"]
+
+
+def test_vector_soundness_report_names_nan_non_unit_and_mixed_dimensions(tmp_path):
+    from datetime import datetime, timezone
+
+    from deltalake import write_deltalake
+
+    from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
+    from assets_pkg.index.consistency import vectors_are_sound
+
+    now = datetime.now(timezone.utc)
+    good = clustered_vectors(2)
+    rows = [("a", "m", list(good[0])), ("b", "m", list(good[1])), ("c", "m", [float("nan")] * DIM),
+            ("d", "m", [0.5] * DIM), ("e", "m", [1.0, 0.0]), ("f", "other", [0.0, 1.0])]
+    write_deltalake(str(tmp_path / "e"), pa.Table.from_pylist(
+        [{"image_id": i, "model_key": k, "vector": v, "embedded_at": now} for i, k, v in rows], schema=EMBEDDINGS_SCHEMA))
+    report = vectors_are_sound(tmp_path / "e")
+    assert not report.ok
+    text = "; ".join(report.problems)
+    assert "1 vectors contain NaN" in text and "1 vectors are not unit-norm" in text
+    assert "model key m has vectors of several dimensions: [2, 64]" in text
+    assert "other" not in text

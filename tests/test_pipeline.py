@@ -18,13 +18,17 @@ from assets_pkg.catalog.quarantine import QUARANTINE_SCHEMA
 from assets_pkg.delta_tables import read_table, table_version
 from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
 from assets_pkg.index.lance_index import open_index
-from orchestration.definitions import CAMPAIGN_ASSETS, CATALOG_ASSETS
+from orchestration.definitions import CAMPAIGN_ASSETS, CATALOG_ASSETS, CATALOG_CHECKS
 from orchestration.runner import sync_segment_partitions
 
 
 def refresh(resources, instance) -> dg.ExecuteInProcessResult:
-    result = dg.materialize(CATALOG_ASSETS, resources=resources, instance=instance)
+    """The catalog graph with its asset checks; every check must pass."""
+    result = dg.materialize([*CATALOG_ASSETS, *CATALOG_CHECKS], resources=resources, instance=instance)
     assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == len(CATALOG_CHECKS)
+    assert all(e.passed for e in evaluations), [e.description for e in evaluations]
     return result
 
 
@@ -217,3 +221,20 @@ def test_replicate_generator_in_the_pipeline_pays_once_and_leaks_no_token(resour
     assert leaks == []
     for event in instance.all_logs(first.run_id):
         assert SENTINEL_TOKEN not in str(event)
+
+
+def test_checks_fail_visibly_when_the_index_drifts_from_the_mirror(resources, instance, layout):
+    key = model_key_of(refresh(resources, instance))
+    table = open_index(layout.lance_dir, key)
+    victim = table.search().select(["image_id"]).limit(1).to_list()[0]["image_id"]
+    table.delete(f"image_id = '{victim}'")  # someone edits the index behind the pipeline's back
+
+    result = dg.materialize([*CATALOG_CHECKS], resources=resources, instance=instance,
+                            selection=dg.AssetSelection.checks(*CATALOG_CHECKS), raise_on_error=False)
+    by_name = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    check = by_name["index_matches_mirror_and_embeddings"]
+    assert not check.passed
+    assert "index lacks 1 mirror images" in check.description
+    assert by_name["vectors_are_finite_unit_norm"].passed
+
+    refresh(resources, instance)  # the next run repairs the index, and the checks pass again

@@ -2,10 +2,9 @@
 
 import dagster as dg
 
-from assets_pkg.catalog.manifest import read_manifest, write_manifest_if_changed
+from assets_pkg.catalog.manifest import read_manifest, refresh_manifest
 from assets_pkg.catalog.mirror import sync_mirror
 from assets_pkg.catalog.quarantine import replace_stage_quarantine
-from assets_pkg.catalog.scan import scan_folder
 from assets_pkg.delta_tables import table_version
 from assets_pkg.resources import DataStore
 
@@ -18,9 +17,7 @@ from assets_pkg.resources import DataStore
 )
 def image_manifest(context: dg.AssetExecutionContext, data_store: DataStore) -> dg.MaterializeResult:
     layout = data_store.layout
-    previous = read_manifest(layout.manifest_table)
-    scan = scan_folder(layout.images_dir, previous)
-    wrote = write_manifest_if_changed(layout.manifest_table, previous, scan.manifest)
+    scan, wrote = refresh_manifest(layout.manifest_table, layout.images_dir)
     quarantined = replace_stage_quarantine(layout.quarantine_table, "catalog",
                                            [(r.path, r.image_id, r.reason) for r in scan.rejected])
     for rejected in scan.rejected:

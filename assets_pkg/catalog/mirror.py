@@ -18,7 +18,7 @@ import pyarrow as pa
 from deltalake import ColumnProperties, WriterProperties, write_deltalake
 
 from assets_pkg.catalog.probe import content_hash
-from assets_pkg.delta_tables import open_table, read_table, sql_in, with_commit_retry
+from assets_pkg.delta_tables import exclusive, open_table, read_table, sql_in, with_commit_retry
 
 MIRROR_SCHEMA = pa.schema([
     ("image_id", pa.string()),
@@ -75,6 +75,11 @@ def read_mirror_metadata(table: Path) -> pa.Table:
 
 
 def sync_mirror(table: Path, manifest: pa.Table, images_dir: Path) -> MirrorChanges:
+    with exclusive(table):
+        return _sync_mirror(table, manifest, images_dir)
+
+
+def _sync_mirror(table: Path, manifest: pa.Table, images_dir: Path) -> MirrorChanges:
     want = desired_state(manifest)
     have = {row["image_id"]: row for row in read_mirror_metadata(table).select(["image_id", "labels", "paths"]).to_pylist()}
     changes = MirrorChanges()

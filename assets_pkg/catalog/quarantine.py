@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from assets_pkg.delta_tables import open_table, read_table, sql_literal, with_commit_retry
+from assets_pkg.delta_tables import exclusive, open_table, read_table, sql_literal, with_commit_retry
 
 QUARANTINE_SCHEMA = pa.schema([
     ("stage", pa.string()),
@@ -30,6 +30,11 @@ def replace_stage_quarantine(table: Path, stage: str, entries: list[tuple[str, s
 
     Returns how many entries there are. Writes nothing when the stage had none and has none.
     """
+    with exclusive(table):
+        return _replace_stage_quarantine(table, stage, entries)
+
+
+def _replace_stage_quarantine(table: Path, stage: str, entries: list[tuple[str, str | None, str]]) -> int:
     now = datetime.now(timezone.utc)
     previous = {
         row["path"]: row

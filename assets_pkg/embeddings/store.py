@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets_pkg.catalog.mirror import MIRROR_SCHEMA
-from assets_pkg.delta_tables import append, open_table, read_table, scan, sql_in, sql_literal, with_commit_retry
+from assets_pkg.delta_tables import append, exclusive, open_table, read_table, scan, sql_in, sql_literal, with_commit_retry
 from assets_pkg.embeddings.encode import ClipEncoder
 
 EMBEDDINGS_SCHEMA = pa.schema([
@@ -56,6 +56,12 @@ def sync_embeddings(table: Path, mirror_table: Path, encoder: ClipEncoder,
     `skip_ids` are images already known to fail decoding (quarantined); they are not retried unless
     their bytes change (and so their id).
     """
+    with exclusive(table):
+        return _sync_embeddings(table, mirror_table, encoder, on_progress, skip_ids)
+
+
+def _sync_embeddings(table: Path, mirror_table: Path, encoder: ClipEncoder,
+                     on_progress: Callable[[int, int, float], None] | None, skip_ids: set[str]) -> EmbeddingChanges:
     mirror_ids = set(read_table(mirror_table, MIRROR_SCHEMA, ["image_id"])["image_id"].to_pylist())
     all_rows = read_table(table, EMBEDDINGS_SCHEMA, ["image_id", "model_key"])
     have_any = set(all_rows["image_id"].to_pylist())

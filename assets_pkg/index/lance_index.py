@@ -20,7 +20,7 @@ from lancedb.index import IvfPq
 import numpy as np
 import pyarrow as pa
 
-from assets_pkg.delta_tables import sql_in
+from assets_pkg.delta_tables import exclusive, sql_in
 
 ANN_MIN_ROWS = 10_000
 KEEP_OLD_VERSIONS_FOR = timedelta(hours=1)  # readers mid-query keep their snapshot this long
@@ -111,6 +111,12 @@ def sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa.
 
     vectors: image_id, vector (list<float32>); metadata: image_id, paths, labels.
     """
+    with exclusive(lance_dir / table_name(model_key)):
+        return _sync_index(lance_dir, model_key, vectors, metadata, dim, ann_min_rows)
+
+
+def _sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa.Table, dim: int,
+                ann_min_rows: int) -> IndexChanges:
     db = connect(lance_dir)
     name = table_name(model_key)
     changes = IndexChanges(table_name=name)
@@ -121,7 +127,7 @@ def sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa.
     if table is None:
         table = db.create_table(name, schema=index_schema(dim))
     have_meta = {r["image_id"]: (r["paths"], r["labels"])
-                 for r in _scan(table, ["image_id", "paths", "labels"]).to_pylist()}
+                 for r in scan_index(table, ["image_id", "paths", "labels"]).to_pylist()}
 
     removed = set(have_meta) - set(want_meta)
     stale = {i for i in set(have_meta) & set(want_meta) if have_meta[i] != want_meta[i]}
@@ -181,7 +187,7 @@ def recall_at_k(table, queries: np.ndarray, k: int = 10) -> float:
 
 def catalog_labels(table) -> list[str]:
     """Every distinct label in the index, sorted: the subjects a proposer may choose from."""
-    labels = _scan(table, ["labels"]).column("labels").combine_chunks().flatten()
+    labels = scan_index(table, ["labels"]).column("labels").combine_chunks().flatten()
     return sorted(set(labels.to_pylist()))
 
 
@@ -192,7 +198,7 @@ def labels_filter(labels: list[str]) -> str | None:
     return " OR ".join(f"array_has(labels, '{label.replace(chr(39), chr(39) * 2)}')" for label in labels)
 
 
-def _scan(table, columns: list[str]) -> pa.Table:
+def scan_index(table, columns: list[str]) -> pa.Table:
     """Some columns of every row, without reading the vectors."""
     return table.search().select(columns).limit(None).to_arrow()
 

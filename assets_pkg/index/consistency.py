@@ -1,0 +1,85 @@
+"""Invariants between the mirror, the embeddings and the index, checked after every catalog run.
+
+- the mirror, the current model's embeddings and the index hold the same image ids (and the index
+  the mirror's current paths), so no vanished image can be retrieved and none is missing;
+- every vector is finite, unit-norm, and all vectors of a model key have one dimension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+from assets_pkg.catalog.mirror import MIRROR_SCHEMA
+from assets_pkg.delta_tables import read_table, scan, sql_literal
+from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
+from assets_pkg.index.lance_index import open_index, scan_index
+
+NORM_TOLERANCE = 1e-3
+
+
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def tables_agree(mirror_table: Path, embeddings_table: Path, lance_dir: Path, model_key: str) -> Report:
+    report = Report()
+    mirror = {r["image_id"]: list(r["paths"]) for r in
+              read_table(mirror_table, MIRROR_SCHEMA, ["image_id", "paths"]).to_pylist()}
+    embedded = read_table(embeddings_table, EMBEDDINGS_SCHEMA, ["image_id"],
+                          f"model_key = {sql_literal(model_key)}")["image_id"].to_pylist()
+    table = open_index(lance_dir, model_key)
+    indexed = {} if table is None else {r["image_id"]: list(r["paths"]) for r in
+                                        scan_index(table, ["image_id", "paths"]).to_pylist()}
+    report.counts = {"mirror": len(mirror), "embeddings": len(embedded), "index": len(indexed)}
+    if len(embedded) != len(set(embedded)):
+        report.problems.append(f"{len(embedded) - len(set(embedded))} duplicate vectors for {model_key}")
+    _compare(report, "embeddings", set(embedded), set(mirror))
+    _compare(report, "index", set(indexed), set(mirror))
+    stale = [i for i in set(indexed) & set(mirror) if indexed[i] != mirror[i]]
+    if stale:
+        report.problems.append(f"index has stale paths for {len(stale)} images, e.g. {indexed[stale[0]]} "
+                               f"instead of {mirror[stale[0]]}")
+    return report
+
+
+def vectors_are_sound(embeddings_table: Path) -> Report:
+    report = Report()
+    dims: dict[str, set[int]] = {}
+    non_finite = not_unit = 0
+    for batch in scan(embeddings_table, EMBEDDINGS_SCHEMA, ["model_key", "vector"]):
+        lengths = pc.list_value_length(batch.column("vector"))
+        for key, length in set(zip(batch.column("model_key").to_pylist(), lengths.to_pylist())):
+            dims.setdefault(key, set()).add(length)
+        for length in set(lengths.to_pylist()):  # norms need rows of one dimension
+            same = batch.filter(pc.equal(lengths, length))
+            vectors = same.column("vector").flatten().to_numpy().reshape(len(same), length)
+            finite = np.isfinite(vectors).all(axis=1)
+            non_finite += int((~finite).sum())
+            not_unit += int((np.abs(np.linalg.norm(vectors[finite], axis=1) - 1) > NORM_TOLERANCE).sum())
+    report.counts.update(non_finite=non_finite, not_unit=not_unit)
+    report.counts["model_keys"] = len(dims)
+    if non_finite:
+        report.problems.append(f"{non_finite} vectors contain NaN or infinity")
+    if not_unit:
+        report.problems.append(f"{not_unit} vectors are not unit-norm (tolerance {NORM_TOLERANCE})")
+    for key, found in dims.items():
+        if len(found) > 1:
+            report.problems.append(f"model key {key} has vectors of several dimensions: {sorted(found)}")
+    return report
+
+
+def _compare(report: Report, name: str, have: set[str], want: set[str]) -> None:
+    if missing := want - have:
+        report.problems.append(f"{name} lacks {len(missing)} mirror images, e.g. {sorted(missing)[0][:12]}")
+    if extra := have - want:
+        report.problems.append(f"{name} holds {len(extra)} images that left the mirror, e.g. {sorted(extra)[0][:12]}")
