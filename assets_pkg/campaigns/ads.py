@@ -15,7 +15,7 @@ from pathlib import Path
 from assets_pkg.campaigns.generators.base import GenerationRequest, ImageGenerator
 from assets_pkg.campaigns.prompt import build_headline, build_prompt
 from assets_pkg.campaigns.segments import Brand, Segment
-from assets_pkg.campaigns.store import ad_path, output_key, write_atomically
+from assets_pkg.campaigns.store import ad_path, output_key, remove_orphan_temp_files, write_atomically
 from assets_pkg.catalog.mirror import read_image_bytes
 from assets_pkg.tracking import RunRecord
 
@@ -29,6 +29,7 @@ class AdResult:
 
 def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict, seed_index: int,
             generator: ImageGenerator, mirror_table: Path, segment_dir: Path, record: RunRecord) -> AdResult:
+    remove_orphan_temp_files(segment_dir)
     hits = candidates["candidates"]
     if not 0 <= seed_index < len(hits):
         raise ValueError(f"seed_index {seed_index} is out of range: segment {segment.key!r} has {len(hits)} candidates")

@@ -92,9 +92,13 @@ def ad_path(segment_dir: Path, key: str) -> Path:
     return segment_dir / f"ad-{key[:24]}.png"
 
 
+TEMP_PREFIX = ".tmp-"
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    # The writer's pid in the name lets a later run tell an orphan (writer gone) from a live write.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -104,3 +108,24 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_orphan_temp_files(folder: Path) -> list[Path]:
+    """Delete temp files left by writers that were killed mid-write (their pid no longer runs)."""
+    removed = []
+    for tmp in folder.glob(f"{TEMP_PREFIX}*") if folder.is_dir() else []:
+        pid = tmp.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
