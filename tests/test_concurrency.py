@@ -46,6 +46,20 @@ MATERIALIZE_PARTITION = textwrap.dedent("""
 """)
 
 
+MATERIALIZE_CATALOG = textwrap.dedent("""
+    import sys
+    import dagster as dg
+    from assets_pkg.campaigns.resources import ImageGeneratorResource
+    from assets_pkg.embeddings.resources import ClipModel
+    from assets_pkg.resources import DataStore, MlflowTracking
+    from orchestration.definitions import CATALOG_ASSETS
+    resources = {"data_store": DataStore(data_dir=sys.argv[1]),
+                 "clip": ClipModel(model_name="adrag-tiny-clip", weights="random", device="cpu", batch_size=2),
+                 "image_generator": ImageGeneratorResource(), "mlflow_tracking": MlflowTracking()}
+    assert dg.materialize(CATALOG_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral()).success
+""")
+
+
 def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
 
@@ -76,3 +90,13 @@ def test_segment_partitions_materialized_in_parallel_processes(resources, instan
     client = MlflowClient(tracking_uri=f"sqlite:///{layout.mlflow_dir / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("ad-campaigns").experiment_id])
     assert len(runs) == 2 * len(keys)  # candidates + ad per segment
+
+
+def test_two_catalog_runs_at_once_write_each_image_once(resources, instance, data_dir, layout):
+    from test_pipeline import assert_tables_match_disk
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: run_python(MATERIALIZE_CATALOG, str(data_dir)), range(2)))
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert_tables_match_disk(layout, "adrag-tiny-clip/random-seed0/64px-bicubic-shortest")
