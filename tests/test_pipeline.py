@@ -47,14 +47,15 @@ def disk_state(images_dir: Path) -> dict[str, list[str]]:
 
 def assert_tables_match_disk(layout, model_key: str) -> None:
     want = disk_state(layout.images_dir)
-    mirror = {r["image_id"]: list(r["paths"]) for r in
-              read_table(layout.mirror_table, columns=["image_id", "paths"], schema=MIRROR_SCHEMA).to_pylist()}
-    assert mirror == want
+    mirror_rows = read_table(layout.mirror_table, MIRROR_SCHEMA, ["image_id", "paths"]).to_pylist()
+    assert len(mirror_rows) == len(want), "one mirror row per distinct image, no duplicates"
+    assert {r["image_id"]: list(r["paths"]) for r in mirror_rows} == want
     embeddings = read_table(layout.embeddings_table, schema=EMBEDDINGS_SCHEMA)
     ids = embeddings.filter(pc.equal(embeddings["model_key"], model_key))["image_id"].to_pylist()
     assert sorted(ids) == sorted(want), "one vector per image on disk, no more"
     table = open_index(layout.lance_dir, model_key)
     rows = table.search().select(["image_id", "paths"]).limit(None).to_arrow().to_pylist()
+    assert len(rows) == len(want), "one index row per distinct image, no duplicates"
     assert {r["image_id"]: list(r["paths"]) for r in rows} == want
 
 
