@@ -40,6 +40,7 @@ class RunRecord:
     texts: dict[str, str] = field(default_factory=dict)  # artifact file name -> content
     files: list[Path] = field(default_factory=list)  # files logged as artifacts
     steps: list[Step] = field(default_factory=list)
+    status: str = "FINISHED"  # MLflow run status: FINISHED or FAILED
 
     @contextmanager
     def step(self, name: str, **inputs: Any) -> Iterator[dict[str, Any]]:
@@ -71,7 +72,9 @@ class MlflowStore:
             mlflow.set_tracking_uri(self.tracking_uri)
             experiment_id = self._experiment_id(mlflow, record.experiment)
             mlflow.set_experiment(experiment_id=experiment_id)
-            with mlflow.start_run(run_name=record.run_name, tags=record.tags) as run:
+            run = mlflow.start_run(run_name=record.run_name, tags=record.tags)
+            status = record.status
+            try:
                 mlflow.log_params({k: _param(v) for k, v in record.params.items()})
                 if record.metrics:
                     mlflow.log_metrics(record.metrics)
@@ -81,6 +84,11 @@ class MlflowStore:
                     mlflow.log_artifact(str(path))
                 if record.steps:
                     _log_trace(mlflow, record)
+            except BaseException:
+                status = "FAILED"
+                raise
+            finally:
+                mlflow.end_run(status=status)
             mlflow.flush_trace_async_logging()
             return run.info.run_id
 

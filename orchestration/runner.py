@@ -85,8 +85,13 @@ def print_outputs(where: DataLayout, keys: list[str], failed: list[str], seconds
     print(f"\nads ({len(keys) - len(failed)} of {len(keys)} segments, {seconds:.1f}s in all):")
     for key in keys:
         row = latest.get(key)
-        print(f"  {key:<32} " + ("FAILED: see the run in the Dagster UI" if key in failed or row is None
-                                  else f"{row['output_path']}  ({row['subject']}, {row['generator_id']})"))
+        if row is None:
+            outcome = "FAILED before generation: see the run in the Dagster UI"
+        elif row["status"] == "failed":
+            outcome = f"FAILED: {row['error']}"
+        else:
+            outcome = f"{row['output_path']}  ({row['subject']}, {row['generator_id']})"
+        print(f"  {key:<32} {outcome}")
     print(f"\ntables (Delta):  {where.lake_dir}/{{image_manifest,quarantine,image_mirror,image_embeddings,"
           "campaign_candidates,campaigns}")
     print(f"vector index:    {where.lance_dir}")

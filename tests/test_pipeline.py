@@ -239,3 +239,32 @@ def test_checks_fail_visibly_when_the_index_drifts_from_the_mirror(resources, in
     assert by_name["vectors_are_finite_unit_norm"].passed
 
     refresh(resources, instance)  # the next run repairs the index, and the checks pass again
+
+
+def test_a_failed_generation_marks_its_segment_failed_and_the_others_complete(resources, instance, layout):
+    from replicate_standin import ReplicateStandIn
+
+    from assets_pkg.campaigns.resources import ImageGeneratorResource
+
+    refresh(resources, instance)
+    failing, fine = sync_segment_partitions(instance, layout.segments_file)
+    with ReplicateStandIn(outcome="failed", error_message="NSFW content detected") as api:
+        broken = {**resources, "image_generator": ImageGeneratorResource(
+            replicate_api_token=SENTINEL_TOKEN, replicate_base_url=api.base_url)}
+        result = dg.materialize(CAMPAIGN_ASSETS, resources=broken, instance=instance, partition_key=failing,
+                                raise_on_error=False)
+    assert not result.success
+    ok = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=fine)
+    assert ok.success
+
+    rows = {r["segment_key"]: r for r in read_table(layout.campaigns_table, CAMPAIGNS_SCHEMA).to_pylist()}
+    assert rows[failing]["status"] == "failed" and "NSFW content detected" in rows[failing]["error"]
+    assert rows[failing]["output_path"] is None and not list((layout.campaigns_dir / failing).glob("ad-*"))
+    assert rows[fine]["status"] == "succeeded" and rows[fine]["error"] is None
+    client = MlflowClient(tracking_uri=f"sqlite:///{layout.mlflow_dir / 'mlflow.db'}")
+    assert client.get_run(rows[failing]["mlflow_run_id"]).info.status == "FAILED"
+
+    # The failed segment re-runs alone (here with the local compositor) and succeeds.
+    again = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=failing,
+                           selection=dg.AssetSelection.assets("campaign_ad"))
+    assert again.success and meta(again, "campaign_ad")["reused"] is False

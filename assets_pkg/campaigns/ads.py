@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from assets_pkg.campaigns.generators.base import GenerationRequest, ImageGenerator
+from assets_pkg.campaigns.generators.base import GenerationError, GenerationRequest, ImageGenerator
 from assets_pkg.campaigns.prompt import build_headline, build_prompt
 from assets_pkg.campaigns.segments import Brand, Segment
 from assets_pkg.campaigns.store import ad_path, output_key, remove_orphan_temp_files, write_atomically
@@ -23,8 +23,12 @@ from assets_pkg.tracking import RunRecord
 @dataclass
 class AdResult:
     row: dict  # a campaigns row (mlflow_run_id filled by the caller once the run is logged)
-    path: Path
+    path: Path | None  # None when generation failed
     reused: bool
+
+    @property
+    def failed(self) -> bool:
+        return self.row["status"] == "failed"
 
 
 def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict, seed_index: int,
@@ -47,23 +51,30 @@ def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict
     key = output_key(seed_bytes, brand_image, prompt, generator.generator_id, parameters)
     path = ad_path(segment_dir, key)
     started = time.perf_counter()
+    error = None
     with record.step("generate", generator=generator.generator_id, output_key=key) as out:
         reused = path.is_file()
         cost = 0.0
         if not reused:
-            result = generator.generate(GenerationRequest(seed_image=seed_bytes, brand_image=brand_image,
-                                                          prompt=prompt, headline=build_headline(segment, brand)))
-            write_atomically(path, result.png)
-            cost = result.cost_usd
-            out["details"] = result.details
-        out.update(reused=reused, path=str(path), cost_usd=cost)
+            try:
+                result = generator.generate(GenerationRequest(
+                    seed_image=seed_bytes, brand_image=brand_image, prompt=prompt,
+                    headline=build_headline(segment, brand)))
+            except GenerationError as err:  # the segment fails with its reason; nothing is written
+                error = str(err)
+            else:
+                write_atomically(path, result.png)
+                cost = result.cost_usd
+                out["details"] = result.details
+        out.update(reused=reused, path=None if error else str(path), cost_usd=cost, error=error)
     latency = time.perf_counter() - started
     row = {
         "segment_key": segment.key, "segment_name": segment.name, "description": segment.description,
         "subject": candidates["subject"], "seed_index": seed_index, "seed_image_id": seed["image_id"],
         "seed_path": seed["path"], "prompt": prompt, "generator_id": generator.generator_id,
-        "parameters": json.dumps(parameters, sort_keys=True), "output_key": key, "output_path": str(path),
+        "parameters": json.dumps(parameters, sort_keys=True), "output_key": key,
+        "status": "failed" if error else "succeeded", "error": error, "output_path": None if error else str(path),
         "reused": reused, "latency_s": latency, "cost_usd": cost, "mlflow_run_id": None,
         "created_at": datetime.now(timezone.utc),
     }
-    return AdResult(row=row, path=path, reused=reused)
+    return AdResult(row=row, path=None if error else path, reused=reused)

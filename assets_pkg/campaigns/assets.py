@@ -94,9 +94,16 @@ def campaign_ad(context: dg.AssetExecutionContext, config: AdConfig, data_store:
     record.metrics.update(latency_s=row["latency_s"], cost_usd=row["cost_usd"], reused=float(row["reused"]))
     record.texts["prompt.txt"] = row["prompt"]
     record.texts["candidates.json"] = json.dumps(candidates["candidates"], indent=2, default=str)
-    record.files.extend([p for p in (Path(candidates["contact_sheet"]), ad.path) if p.is_file()])
+    record.files.extend([p for p in (Path(candidates["contact_sheet"]), ad.path) if p and p.is_file()])
+    if ad.failed:
+        record.status = "FAILED"
+        record.texts["error.txt"] = row["error"]
     row["mlflow_run_id"] = mlflow_tracking.store(layout).log(record)
     append_campaign(layout.campaigns_table, row)
+    if ad.failed:
+        raise dg.Failure(description=f"generation failed for segment {segment.key!r}: {row['error']}",
+                         metadata={"segment": segment.name, "mlflow_run_id": row["mlflow_run_id"]},
+                         allow_retries=True)
     return dg.MaterializeResult(metadata={
         "segment": segment.name,
         "subject": row["subject"],

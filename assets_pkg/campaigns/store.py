@@ -46,6 +46,8 @@ CAMPAIGNS_SCHEMA = pa.schema([
     ("generator_id", pa.string()),
     ("parameters", pa.string()),  # JSON
     ("output_key", pa.string()),
+    ("status", pa.string()),  # "succeeded" or "failed"
+    ("error", pa.string()),  # why it failed; null on success
     ("output_path", pa.string()),
     ("reused", pa.bool_()),  # true when the output existed and nothing was paid
     ("latency_s", pa.float64()),
