@@ -217,10 +217,16 @@ def test_replicate_generator_in_the_pipeline_pays_once_and_leaks_no_token(resour
         assert meta(again, "campaign_ad")["reused"] is True and meta(again, "campaign_ad")["cost_usd"] == 0
         assert len(api.created) == 1, "a re-run with the same inputs pays nothing"
 
+    assert_token_written_nowhere(layout, instance, first.run_id)
+
+
+def assert_token_written_nowhere(layout, instance, run_id: str) -> None:
+    """Grep everything the run wrote: tables, ads, MLflow store and artifacts, Dagster's event log
+    and captured compute logs."""
     leaks = [p for root in (layout.data_dir, Path(instance.root_directory))
              for p in root.rglob("*") if p.is_file() and SENTINEL_TOKEN.encode() in p.read_bytes()]
     assert leaks == []
-    for event in instance.all_logs(first.run_id):
+    for event in instance.all_logs(run_id):
         assert SENTINEL_TOKEN not in str(event)
 
 
@@ -263,6 +269,10 @@ def test_a_failed_generation_marks_its_segment_failed_and_the_others_complete(re
     assert rows[fine]["status"] == "succeeded" and rows[fine]["error"] is None
     client = MlflowClient(tracking_uri=f"sqlite:///{layout.mlflow_dir / 'mlflow.db'}")
     assert client.get_run(rows[failing]["mlflow_run_id"]).info.status == "FAILED"
+
+    assert_token_written_nowhere(layout, instance, result.run_id)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "NSFW content detected" in str(failure.event_specific_data.error)
 
     # The failed segment re-runs alone (here with the local compositor) and succeeds.
     again = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=failing,

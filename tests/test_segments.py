@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -80,3 +82,25 @@ segments:
 
         result = segments_sensor(dg.build_sensor_context(instance=instance, resources={"data_store": store}))
         assert not result.run_requests and not result.dynamic_partitions_requests
+
+
+def test_hostile_segment_names_never_write_outside_the_data_dir(tmp_path, resources, instance, layout, data_dir):
+    from orchestration.definitions import CAMPAIGN_ASSETS, CATALOG_ASSETS
+    from orchestration.runner import sync_segment_partitions
+
+    (data_dir / "segments.yaml").write_text("""
+segments:
+  - {name: "../../../escaped", description: parent traversal, subject: dog}
+  - {name: "/etc/passwd", description: absolute path, subject: cat}
+  - {name: "a/b\\\\c,d; rm -rf ~", description: separators and shell, subject: dog}
+""")
+    outside_before = {p for p in tmp_path.rglob("*") if data_dir not in p.parents and p != data_dir}
+    assert dg.materialize(CATALOG_ASSETS, resources=resources, instance=instance).success
+    keys = sync_segment_partitions(instance, layout.segments_file)
+    assert keys == ["escaped", "etc-passwd", "a-b-c-d-rm-rf"]
+    for key in keys:
+        assert dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=key).success
+    outside_after = {p for p in tmp_path.rglob("*") if data_dir not in p.parents and p != data_dir}
+    assert outside_after == outside_before, "nothing written outside the data directory"
+    assert sorted(p.name for p in (data_dir / "campaigns").iterdir()) == sorted(keys)
+    assert not (Path.cwd() / "mlruns").exists(), "MLflow wrote only to the configured store"
