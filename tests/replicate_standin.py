@@ -4,8 +4,16 @@
         generator = ReplicateKontextGenerator(api_token="t", base_url=api.base_url)
 
 It speaks the endpoints the client uses (paths and JSON as in the client's source, replicate 1.0.x):
-POST /v1/models/{owner}/{name}/predictions, GET /v1/predictions/{id}, POST /v1/predictions/{id}/cancel,
-and serves outputs at GET /files/{id}.png like Replicate's CDN (no auth).
+POST /v1/models/{owner}/{name}/predictions, GET /v1/predictions (newest first, like Replicate's list),
+GET /v1/predictions/{id}, POST /v1/predictions/{id}/cancel, and serves outputs at GET /files/{id}.png like
+Replicate's CDN (no auth).
+
+It can also misbehave the way a real image API does, request by request (see StandInKnobs):
+
+    ReplicateStandIn(create_faults=[429, LOST], poll_faults=[503], retry_after="1")
+
+`created` lists every prediction the server made, so its length is what the account paid for, including
+predictions whose create answer was lost on the way back.
 """
 
 from __future__ import annotations
@@ -16,26 +24,47 @@ import json
 import re
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import urlsplit
 
 from PIL import Image
 
 _CREATE = re.compile(r"^/v1/models/([^/]+)/([^/]+)/predictions$")
+_LIST = re.compile(r"^/v1/predictions$")
 _GET = re.compile(r"^/v1/predictions/([^/]+)$")
 _CANCEL = re.compile(r"^/v1/predictions/([^/]+)/cancel$")
 _FILE = re.compile(r"^/files/([^/]+)\.png$")
 _OUTPUT_SIZE = (256, 256)
 
+LOST = "lost"  # do the work (a create makes and bills a prediction), then close the connection unanswered
+HANG = "hang"  # hold the connection open without answering for hang_s, doing nothing
+
 
 @dataclass
 class StandInKnobs:
-    """How the fake model behaves; later tests add failure modes here."""
+    """How the fake model and its API behave.
+
+    Each *_faults list is spent in order, one entry per request to that endpoint; once it is empty the
+    endpoint behaves. An entry is an HTTP status code (answered without doing the work), LOST, HANG, or None
+    (behave for this request).
+    """
 
     outcome: str = "succeeded"  # "succeeded" | "failed" | "canceled"
     polls_before_done: int = 1  # GETs answered "processing" before the outcome
-    seconds_before_done: float = 0.0  # and at least this long after creation
+    seconds_before_done: float = 0.0  # and at least this long after creation: a slow model
     error_message: str = "stand-in model error"
+    create_faults: list[int | str | None] = field(default_factory=list)  # POST .../predictions
+    poll_faults: list[int | str | None] = field(default_factory=list)  # GET /v1/predictions/{id}
+    list_faults: list[int | str | None] = field(default_factory=list)  # GET /v1/predictions
+    download_faults: list[int | str | None] = field(default_factory=list)  # GET /files/{id}.png
+    retry_after: str | None = None  # Retry-After header sent with every fault status answer
+    hang_s: float = 5.0  # how long a HANG holds the connection (leaving the `with` block ends it sooner)
+    answer_delay_s: float = 0.0  # every answer waits this long: a slow but healthy server
+    output_body: bytes | None = None  # served at the output URL instead of the generated PNG
 
 
 @dataclass
@@ -44,6 +73,9 @@ class _Prediction:
     model: str
     input: dict
     created: float = field(default_factory=time.monotonic)
+    created_at: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
     status: str = "starting"
     polls: int = 0
 
@@ -51,14 +83,22 @@ class _Prediction:
 class ReplicateStandIn:
     def __init__(self, knobs: StandInKnobs | None = None, **knob_values):
         self.knobs = knobs or StandInKnobs(**knob_values)
-        self.created: list[dict] = []  # {"model": "owner/name", "path": ..., "body": ..., "input": ...}
+        self.created: list[dict] = []  # {"model": "owner/name", "path": ..., "body": ..., "input": ...}: paid
+        self.attempts: Counter[str] = Counter()  # requests seen per endpoint: create, poll, list, download
         self.auth_headers: list[str | None] = []  # Authorization of every API request
         self.download_auth_headers: list[str | None] = []  # Authorization of every file download
         self.canceled: list[str] = []
         self.served: dict[str, bytes] = {}  # prediction id -> the PNG bytes served for it
-        self.polls = 0
+        self.polls = 0  # polls answered (faults not counted)
         self._predictions: dict[str, _Prediction] = {}
+        self._faults = {
+            "create": list(self.knobs.create_faults),
+            "poll": list(self.knobs.poll_faults),
+            "list": list(self.knobs.list_faults),
+            "download": list(self.knobs.download_faults),
+        }
         self._lock = threading.Lock()
+        self._closing = threading.Event()  # ends HANGs when the test leaves the `with` block
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.standin = self  # type: ignore[attr-defined]
         # A short poll interval so leaving the `with` block (shutdown) takes milliseconds, not half a second.
@@ -69,16 +109,27 @@ class ReplicateStandIn:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    @property
+    def paid(self) -> int:
+        """Predictions the server made: what a real account would be billed for."""
+        return len(self.created)
+
     def __enter__(self) -> ReplicateStandIn:
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
 
     # -- behaviour, called by the handler under the lock --------------------------------------------
+
+    def _next_fault(self, endpoint: str) -> int | str | None:
+        self.attempts[endpoint] += 1
+        faults = self._faults[endpoint]
+        return faults.pop(0) if faults else None
 
     def _create(self, owner: str, name: str, body: dict) -> tuple[int, dict]:
         if not isinstance(body.get("input"), dict) or not body["input"].get("prompt"):
@@ -89,6 +140,10 @@ class ReplicateStandIn:
             {"model": prediction.model, "path": f"/v1/models/{owner}/{name}/predictions", "body": body, "input": body["input"]}
         )
         return 201, self._json(prediction)
+
+    def _list(self) -> tuple[int, dict]:
+        newest_first = sorted(self._predictions.values(), key=lambda p: p.created, reverse=True)
+        return 200, {"next": None, "previous": None, "results": [self._json(p) for p in newest_first]}
 
     def _poll(self, prediction_id: str) -> tuple[int, dict]:
         prediction = self._predictions.get(prediction_id)
@@ -111,10 +166,12 @@ class ReplicateStandIn:
             prediction.status = "canceled"
         return 200, self._json(prediction)
 
-    def _output_png(self, prediction_id: str) -> bytes | None:
+    def _output(self, prediction_id: str) -> bytes | None:
         prediction = self._predictions.get(prediction_id)
         if prediction is None or prediction.status != "succeeded":
             return None
+        if self.knobs.output_body is not None:
+            return self.knobs.output_body
         if prediction_id not in self.served:
             self.served[prediction_id] = _blend_inputs(prediction.input)
         return self.served[prediction_id]
@@ -133,9 +190,9 @@ class ReplicateStandIn:
             "error": self.knobs.error_message if prediction.status == "failed" else None,
             "logs": "",
             "metrics": {"predict_time": 0.01} if succeeded else {},
-            "created_at": "2025-01-01T00:00:00.000Z",
-            "started_at": "2025-01-01T00:00:00.100Z" if prediction.status != "starting" else None,
-            "completed_at": "2025-01-01T00:00:01.000Z" if finished else None,
+            "created_at": prediction.created_at,
+            "started_at": prediction.created_at if prediction.status != "starting" else None,
+            "completed_at": prediction.created_at if finished else None,
             "data_removed": False,
             "urls": {"get": urls, "cancel": f"{urls}/cancel"},
         }
@@ -161,32 +218,55 @@ class _Handler(BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        with standin._lock:
-            if match := _CREATE.match(self.path):
-                self._send_json(*standin._create(*match.groups(), json.loads(raw or b"{}")))
-            elif match := _CANCEL.match(self.path):
-                self._send_json(*standin._cancel(match.group(1)))
-            else:
-                self._send_json(404, {"detail": "Not found.", "status": 404})
+        if match := _CREATE.match(self.path):
+            self._answer("create", lambda: standin._create(*match.groups(), json.loads(raw or b"{}")))
+        elif match := _CANCEL.match(self.path):
+            self._answer(None, lambda: standin._cancel(match.group(1)))
+        else:
+            self._send_json(404, {"detail": "Not found.", "status": 404})
 
     def do_GET(self) -> None:
         standin: ReplicateStandIn = self.server.standin  # type: ignore[attr-defined]
-        if match := _FILE.match(self.path):
+        path = urlsplit(self.path).path
+        if match := _FILE.match(path):
             with standin._lock:
                 standin.download_auth_headers.append(self.headers.get("Authorization"))
-                png = standin._output_png(match.group(1))
-            if png is None:
-                self._send(404, b"not found", "text/plain")
-            else:
-                self._send(200, png, "image/png")
+            self._answer("download", lambda: _file_answer(standin._output(match.group(1))))
             return
         if not self._authorised(standin):
             return
+        if _LIST.match(path):
+            self._answer("list", standin._list)
+        elif match := _GET.match(path):
+            self._answer("poll", lambda: standin._poll(match.group(1)))
+        else:
+            self._send_json(404, {"detail": "Not found.", "status": 404})
+
+    def _answer(self, endpoint: str | None, work: Callable[[], tuple[int, dict | bytes]]) -> None:
+        """The one place the knobs apply: the endpoint's next fault, else the work and its answer."""
+        standin: ReplicateStandIn = self.server.standin  # type: ignore[attr-defined]
+        knobs = standin.knobs
         with standin._lock:
-            if match := _GET.match(self.path):
-                self._send_json(*standin._poll(match.group(1)))
-            else:
-                self._send_json(404, {"detail": "Not found.", "status": 404})
+            fault = standin._next_fault(endpoint) if endpoint else None
+        if fault == HANG:
+            standin._closing.wait(knobs.hang_s)  # outside the lock: other requests go on meanwhile
+            self.close_connection = True
+            return
+        if isinstance(fault, int):
+            headers = {"Retry-After": knobs.retry_after} if knobs.retry_after is not None else {}
+            problem = {"title": "Stand-in fault", "detail": f"injected HTTP {fault}", "status": fault}
+            self._send_json(fault, problem, headers)
+            return
+        time.sleep(knobs.answer_delay_s)
+        with standin._lock:
+            status, body = work()
+        if fault == LOST:
+            self.close_connection = True  # the work is done; the client never hears about it
+            return
+        if isinstance(body, bytes):
+            self._send(status, body, "image/png" if status == 200 else "text/plain")
+        else:
+            self._send_json(status, body)
 
     def _authorised(self, standin: ReplicateStandIn) -> bool:
         header = self.headers.get("Authorization")
@@ -197,15 +277,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(401, {"title": "Unauthenticated", "detail": "You did not pass an authentication token", "status": 401})
         return False
 
-    def _send_json(self, status: int, payload: dict) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json")
+    def _send_json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
     def log_message(self, format: str, *args) -> None:
         pass  # keep test output clean
+
+
+def _file_answer(data: bytes | None) -> tuple[int, bytes]:
+    return (404, b"not found") if data is None else (200, data)

@@ -182,8 +182,13 @@ def test_replicate_output_depends_on_the_inputs(request_, brand_png):
     with ReplicateStandIn(polls_before_done=0) as api:
         generator = _generator(api)
         first, second = generator.generate(request_), generator.generate(other)
+        first_again = generator.generate(request_)
     assert first.png != second.png
-    assert "seed" not in api.created[1]["input"]  # no seed configured: none sent
+    # No seed configured: one derived from the request is sent, the same for the same request, so a lost
+    # create can be recognised in the list of predictions and a re-run draws the same image.
+    seeds = [created["input"]["seed"] for created in api.created]
+    assert seeds[0] == seeds[2] == first.details["seed"] == first_again.details["seed"]
+    assert seeds[0] != seeds[1] and all(0 <= seed < 2**31 for seed in seeds)
 
 
 def test_replicate_failure_raises_with_the_error_and_no_token(request_):

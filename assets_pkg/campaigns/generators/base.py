@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 from PIL import Image
 
@@ -35,7 +35,15 @@ class ImageGenerator(Protocol):
         """JSON-serialisable settings that change the output; part of the cache key, so no secrets."""
         ...
 
-    def generate(self, request: GenerationRequest) -> GeneratedImage: ...
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_created: Callable[[str], None] | None = None,
+        resume_prediction_id: str | None = None,
+    ) -> GeneratedImage:
+        """One image. A remote generator calls on_created(job_id) once it has started paid work, and takes
+        that id back as resume_prediction_id to finish the job after a crash; a local one ignores both."""
+        ...
 
 
 def to_png(data: bytes) -> bytes:

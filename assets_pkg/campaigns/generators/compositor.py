@@ -6,6 +6,7 @@ It needs no network and no model, so it is the default generator and the one the
 from __future__ import annotations
 
 import io
+from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
@@ -37,7 +38,12 @@ class LocalCompositor:
     def parameters(self) -> dict:
         return {"width": self.width, "height": self.height, "layout": LAYOUT_VERSION}
 
-    def generate(self, request: GenerationRequest) -> GeneratedImage:
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_created: Callable[[str], None] | None = None,  # no paid remote job here: never called
+        resume_prediction_id: str | None = None,  # nothing to resume: ignored
+    ) -> GeneratedImage:
         seed = _open(request.seed_image, "seed image").convert("RGB")
         brand = _open(request.brand_image, "brand image").convert("RGBA")
 
