@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHILD = textwrap.dedent("""
     import os, signal, sys
     import dagster as dg
-    data_dir, point, partition = sys.argv[1], sys.argv[2], sys.argv[3]
+    data_dir, point, partition, api_url, token = sys.argv[1:6]
 
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
@@ -56,6 +56,8 @@ CHILD = textwrap.dedent("""
         kill_before(campaign_store.os, "replace")
     elif point == "ad: file written, before the campaigns row":
         kill_after(ads, "write_atomically")
+    elif point == "replicate: prediction paid, before its output is fetched":
+        kill_after(ads, "write_pending")
     else:
         raise SystemExit(f"unknown point {point}")
 
@@ -65,7 +67,8 @@ CHILD = textwrap.dedent("""
     from orchestration.definitions import CAMPAIGN_ASSETS, CATALOG_ASSETS
     resources = {"data_store": DataStore(data_dir=data_dir),
                  "clip": ClipModel(model_name="adrag-tiny-clip", weights="random", device="cpu", batch_size=2),
-                 "image_generator": ImageGeneratorResource(), "mlflow_tracking": MlflowTracking()}
+                 "image_generator": ImageGeneratorResource(replicate_api_token=token, replicate_base_url=api_url),
+                 "mlflow_tracking": MlflowTracking()}
     instance = dg.DagsterInstance.ephemeral()
     if partition == "-":
         dg.materialize(CATALOG_ASSETS, resources=resources, instance=instance)
@@ -76,8 +79,8 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def run_and_kill(data_dir: Path, point: str, partition: str = "-") -> None:
-    child = subprocess.run([sys.executable, "-c", CHILD, str(data_dir), point, partition], cwd=REPO,
+def run_and_kill(data_dir: Path, point: str, partition: str = "-", api_url: str = "", token: str = "") -> None:
+    child = subprocess.run([sys.executable, "-c", CHILD, str(data_dir), point, partition, api_url, token], cwd=REPO,
                            capture_output=True, text=True, timeout=300)
     assert child.returncode == -signal.SIGKILL, (child.returncode, child.stdout[-2000:], child.stderr[-3000:])
 
@@ -120,3 +123,22 @@ def test_campaign_generation_killed_then_rerun_converges(point, resources, insta
     ads = sorted(p.name for p in segment_dir.glob("ad-*.png"))
     assert ads == [Path(rows[0]["output_path"]).name]
     assert not list(segment_dir.glob(f"{TEMP_PREFIX}*")), "no orphan half-written file"
+
+
+def test_generation_killed_after_paying_resumes_the_same_prediction(resources, instance, layout, data_dir):
+    from replicate_standin import ReplicateStandIn
+
+    from assets_pkg.campaigns.resources import ImageGeneratorResource
+
+    refresh(resources, instance)
+    key = sync_segment_partitions(instance, layout.segments_file)[1]
+    with ReplicateStandIn(polls_before_done=2) as api:
+        run_and_kill(data_dir, "replicate: prediction paid, before its output is fetched", key, api.base_url, "r8_test")
+        assert api.paid == 1
+        resources = {**resources, "image_generator": ImageGeneratorResource(
+            replicate_api_token="r8_test", replicate_base_url=api.base_url)}
+        assert dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=key).success
+        assert api.paid == 1, "the re-run resumed the paid prediction instead of paying again"
+        [row] = read_table(layout.campaigns_table, CAMPAIGNS_SCHEMA).to_pylist()
+        assert Path(row["output_path"]).read_bytes() == next(iter(api.served.values()))
+    assert not list((layout.campaigns_dir / key).glob(".pending-*")), "the pending marker is gone once the ad exists"

@@ -15,7 +15,8 @@ from pathlib import Path
 from assets_pkg.campaigns.generators.base import GenerationError, GenerationRequest, ImageGenerator
 from assets_pkg.campaigns.prompt import build_headline, build_prompt
 from assets_pkg.campaigns.segments import Brand, Segment
-from assets_pkg.campaigns.store import ad_path, output_key, remove_orphan_temp_files, write_atomically
+from assets_pkg.campaigns.store import (ad_path, output_key, pending_path, read_pending, remove_orphan_temp_files,
+                                        write_atomically, write_pending)
 from assets_pkg.catalog.mirror import read_image_bytes
 from assets_pkg.tracking import RunRecord
 
@@ -56,16 +57,21 @@ def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict
         reused = path.is_file()
         cost = 0.0
         if not reused:
+            pending = pending_path(path)
             try:
-                result = generator.generate(GenerationRequest(
-                    seed_image=seed_bytes, brand_image=brand_image, prompt=prompt,
-                    headline=build_headline(segment, brand)))
+                # A prediction paid for by an earlier, killed run is resumed rather than paid again.
+                result = generator.generate(
+                    GenerationRequest(seed_image=seed_bytes, brand_image=brand_image, prompt=prompt,
+                                      headline=build_headline(segment, brand)),
+                    on_created=lambda prediction_id: write_pending(pending, prediction_id),
+                    resume_prediction_id=read_pending(pending))
             except GenerationError as err:  # the segment fails with its reason; nothing is written
                 error = str(err)
             else:
                 write_atomically(path, result.png)
                 cost = result.cost_usd
                 out["details"] = result.details
+            pending.unlink(missing_ok=True)
         out.update(reused=reused, path=None if error else str(path), cost_usd=cost, error=error)
     latency = time.perf_counter() - started
     row = {

@@ -97,6 +97,22 @@ def ad_path(segment_dir: Path, key: str) -> Path:
 TEMP_PREFIX = ".tmp-"
 
 
+def pending_path(ad: Path) -> Path:
+    """Where the id of a paid, still-running prediction for this ad is kept until its file exists."""
+    return ad.with_name(f".pending-{ad.stem}.json")
+
+
+def write_pending(path: Path, prediction_id: str) -> None:
+    write_atomically(path, json.dumps({"prediction_id": prediction_id}).encode())
+
+
+def read_pending(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text())["prediction_id"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # The writer's pid in the name lets a later run tell an orphan (writer gone) from a live write.
