@@ -10,6 +10,7 @@ image bytes is useless and large.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ import pyarrow as pa
 from deltalake import ColumnProperties, WriterProperties, write_deltalake
 
 from assets_pkg.catalog.probe import content_hash
+from assets_pkg.catalog.scan import Unusable, checked_stat, read_checked
 from assets_pkg.delta_tables import exclusive, open_table, read_table, sql_in, with_commit_retry
 
 MIRROR_SCHEMA = pa.schema([
@@ -125,11 +127,17 @@ def _sync_mirror(table: Path, manifest: pa.Table, images_dir: Path) -> MirrorCha
 
 
 def _read_first_matching(images_dir: Path, paths: list[str], image_id: str) -> bytes | None:
-    """The bytes of the first path that still hashes to `image_id` (files can change after the scan)."""
+    """The bytes of the first path that still hashes to `image_id` (files can change after the scan).
+
+    Read with the scan's checks: a name swapped for a FIFO or a symlink out of the folder since
+    the scan is skipped, never opened.
+    """
+    root_real = os.path.realpath(images_dir)
     for rel in paths:
+        path = images_dir / rel
         try:
-            data = (images_dir / rel).read_bytes()
-        except OSError:
+            data = read_checked(path, checked_stat(root_real, path))
+        except (OSError, Unusable):
             continue
         if content_hash(data) == image_id:
             return data

@@ -10,11 +10,17 @@ from dataclasses import dataclass
 from PIL import Image
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
+# Cameras and phones write JPEGs with extra images appended (MPF); Pillow calls them MPO. The first
+# image is a plain JPEG, so they are accepted and recorded as JPEG.
+FORMAT_ALIASES = {"MPO": "JPEG"}
 # Pillow's own default is ~89 Mpx with a warning and 2x that as an error; we make the limit an error.
 MAX_PIXELS = 64_000_000
 # EXIF orientations 5-8 rotate by 90 degrees: the displayed width and height swap.
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 _EXIF_ORIENTATION = 0x0112
+# Formats Pillow cannot open but people do drop into photo folders: name them instead of
+# "not a recognised image file", so the fix (convert to JPEG) is obvious. ISO-BMFF brand at byte 8.
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 
 
 class InvalidImage(ValueError):
@@ -38,26 +44,35 @@ def probe_image(data: bytes, max_pixels: int = MAX_PIXELS) -> ImageFacts:
     """Facts about a valid image, or `InvalidImage` with a reason a person can act on."""
     if not data:
         raise InvalidImage("empty file")
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        raise InvalidImage(_unsupported("HEIC"))
+    fmt = "image"
+    too_big = f"too many pixels (over {max_pixels:,}): possible decompression bomb; downscale the image"
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(io.BytesIO(data)) as img:
-                fmt = img.format or "unknown"
+                fmt = FORMAT_ALIASES.get(img.format, img.format or "unknown")
                 if fmt not in ALLOWED_FORMATS:
-                    raise InvalidImage(f"unsupported format {fmt}; allowed: {', '.join(sorted(ALLOWED_FORMATS))}")
+                    raise InvalidImage(_unsupported(fmt))
                 width, height = img.size
                 if width * height > max_pixels:
-                    raise InvalidImage(f"too many pixels ({width}x{height} > {max_pixels}): possible decompression bomb")
-                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+                    raise InvalidImage(f"too many pixels ({width}x{height}, over {max_pixels:,}): "
+                                       "possible decompression bomb; downscale the image")
+                if img.getexif().get(_EXIF_ORIENTATION, 1) in _SWAPPING_ORIENTATIONS:
+                    width, height = height, width
                 img.load()  # full decode: truncated and corrupt files fail here
         except InvalidImage:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise InvalidImage(f"decompression bomb: {err}") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError):
+            # Image.open raises these itself for headers that claim huge sizes, before we see the size.
+            raise InvalidImage(too_big) from None
         except Image.UnidentifiedImageError:
             raise InvalidImage("not a recognised image file") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as err:
-            raise InvalidImage(f"cannot decode {fmt if 'fmt' in locals() else 'image'}: {err}") from None
-    if orientation in _SWAPPING_ORIENTATIONS:
-        width, height = height, width
+        except Exception as err:  # noqa: BLE001 - a corrupt file can raise anything from inside a Pillow plugin
+            raise InvalidImage(f"cannot decode {fmt}: {err or type(err).__name__}") from None
     return ImageFacts(content_hash(data), len(data), fmt, width, height)
+
+
+def _unsupported(fmt: str) -> str:
+    return f"unsupported format {fmt}; convert it to one of {', '.join(sorted(ALLOWED_FORMATS))}"

@@ -35,11 +35,22 @@ def pick_device(requested: str = "auto") -> str:
 
 
 def decode_upright_rgb(data: bytes) -> Image.Image:
-    """The image as a person sees it: EXIF orientation applied, first frame, RGB."""
+    """The image as a person sees it: first frame, EXIF orientation applied, 8-bit RGB.
+
+    A plain `convert("RGB")` is wrong for some modes the catalog accepts: 16-bit greyscale is
+    clipped (almost everything turns white) and transparent pixels take whatever colour hides
+    under them (often black). CMYK and the other modes convert correctly.
+    """
     with Image.open(io.BytesIO(data)) as img:
-        img.seek(0)
+        img.seek(0)  # the first frame of an animated GIF or WebP
         upright = ImageOps.exif_transpose(img)
-        return upright.convert("RGB")
+    if upright.mode.startswith("I"):  # 16-bit greyscale PNG ("I;16", or "I" from older Pillow)
+        wide = np.asarray(upright).astype(np.int64)  # "I;16B" comes big-endian; this makes it native
+        upright = Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), "L")
+    if upright.has_transparency_data:  # alpha channel, or a transparent palette entry or colour
+        on_white = Image.new("RGBA", upright.size, (255, 255, 255, 255))
+        upright = Image.alpha_composite(on_white, upright.convert("RGBA"))
+    return upright.convert("RGB")
 
 
 class ClipEncoder:
