@@ -64,6 +64,10 @@ class DataLayout:
         return self.data_dir / "lance"
 
     @property
+    def slots_dir(self) -> Path:
+        return self.data_dir / ".slots"
+
+    @property
     def campaigns_dir(self) -> Path:
         return self.data_dir / "campaigns"
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestration.settings import DEFAULTS, OFFLINE, apply_defaults, configure_pools
+from orchestration.settings import DEFAULTS, OFFLINE, apply_defaults
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     configure_environment(args)
-    configure_instance()
     if args.command == "ui":
         return launch_ui()
 
@@ -66,13 +65,6 @@ def configure_environment(args: argparse.Namespace) -> None:
     if not (home / "dagster.yaml").exists():
         # A project-local instance: no usage telemetry leaves the machine.
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-
-
-def configure_instance() -> None:
-    import dagster as dg
-
-    with dg.DagsterInstance.get() as instance:
-        configure_pools(instance)
 
 
 def launch_ui() -> int:

@@ -12,7 +12,8 @@ from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.resources import DataStore, MlflowTracking
 
 
-def build_resources(setting: Callable[[str], str] = dg.EnvVar) -> dict:
+def build_resources(setting: Callable[[str], str] = dg.EnvVar,
+                    number: Callable[[str], int] = dg.EnvVar.int) -> dict:
     """The resources, each field from an environment variable.
 
     Definitions pass `dg.EnvVar` (read when a run starts); the CLI passes the environment's current
@@ -21,11 +22,12 @@ def build_resources(setting: Callable[[str], str] = dg.EnvVar) -> dict:
     return {
         "data_store": DataStore(data_dir=setting("ADRAG_DATA_DIR"), images_dir=setting("ADRAG_IMAGES_DIR")),
         "clip": ClipModel(model_name=setting("ADRAG_CLIP_MODEL"), weights=setting("ADRAG_CLIP_WEIGHTS"),
-                          device=setting("ADRAG_DEVICE")),
-        "image_generator": ImageGeneratorResource(replicate_api_token=setting("REPLICATE_API_TOKEN")),
+                          device=setting("ADRAG_DEVICE"), max_concurrent=number("ADRAG_GPU_CONCURRENCY")),
+        "image_generator": ImageGeneratorResource(replicate_api_token=setting("REPLICATE_API_TOKEN"),
+                                                  max_concurrent=number("ADRAG_IMAGE_API_CONCURRENCY")),
         "mlflow_tracking": MlflowTracking(tracking_uri=setting("MLFLOW_TRACKING_URI")),
     }
 
 
 def resources_from_environment() -> dict:
-    return build_resources(os.environ.__getitem__)
+    return build_resources(os.environ.__getitem__, lambda name: int(os.environ[name]))

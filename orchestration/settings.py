@@ -19,10 +19,9 @@ DEFAULTS = {
     "ADRAG_DEVICE": "auto",
     "REPLICATE_API_TOKEN": "",  # empty: the local compositor makes the ads
     "MLFLOW_TRACKING_URI": "",  # empty: SQLite store under <data dir>/mlflow
-    "ADRAG_GPU_POOL_LIMIT": "1",  # embedding steps running at once across all runs (Dagster pool "gpu")
-    "ADRAG_IMAGE_API_POOL_LIMIT": "4",  # generations in flight at once across all runs (pool "image_api")
+    "ADRAG_GPU_CONCURRENCY": "1",  # embedding steps running at once on this machine, across all runs
+    "ADRAG_IMAGE_API_CONCURRENCY": "4",  # generations in flight at once on this machine, across all runs
 }
-POOLS = {"gpu": "ADRAG_GPU_POOL_LIMIT", "image_api": "ADRAG_IMAGE_API_POOL_LIMIT"}
 OFFLINE = {"ADRAG_CLIP_MODEL": "adrag-tiny-clip", "ADRAG_CLIP_WEIGHTS": "random"}
 
 
@@ -30,10 +29,3 @@ def apply_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
     for name, value in DEFAULTS.items():
         environ.setdefault(name, value)
 
-
-def configure_pools(instance, environ: MutableMapping[str, str] = os.environ) -> dict[str, int]:
-    """Set the instance's pool limits from the settings (what `dagster instance concurrency set` does)."""
-    limits = {pool: int(environ.get(variable, DEFAULTS[variable])) for pool, variable in POOLS.items()}
-    for pool, limit in limits.items():
-        instance.event_log_storage.set_concurrency_slots(pool, limit)
-    return limits

@@ -40,14 +40,7 @@ def test_workspace_loads_with_the_dagster_cli_and_no_env_read_at_import(tmp_path
     assert "Validation successful" in result.stdout + result.stderr
 
 
-def test_pools_get_the_configured_limits():
-    from orchestration.settings import configure_pools
-
-    with dg.instance_for_test() as instance:
-        limits = configure_pools(instance, {"ADRAG_GPU_POOL_LIMIT": "1", "ADRAG_IMAGE_API_POOL_LIMIT": "3"})
-        assert limits == {"gpu": 1, "image_api": 3}
-        assert instance.event_log_storage.get_concurrency_info("gpu").slot_count == 1
-        assert instance.event_log_storage.get_concurrency_info("image_api").slot_count == 3
+def test_gpu_and_image_api_steps_carry_pools():
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("image_embeddings")).pools == {"gpu"}
     assert graph.get(dg.AssetKey("campaign_ad")).pools == {"image_api"}

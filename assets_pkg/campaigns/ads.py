@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, ContextManager
 
 from assets_pkg.campaigns.generators.base import GenerationError, GenerationRequest, ImageGenerator
 from assets_pkg.campaigns.prompt import build_headline, build_prompt
@@ -33,7 +35,9 @@ class AdResult:
 
 
 def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict, seed_index: int,
-            generator: ImageGenerator, mirror_table: Path, segment_dir: Path, record: RunRecord) -> AdResult:
+            generator: ImageGenerator, mirror_table: Path, segment_dir: Path, record: RunRecord,
+            api_slot: Callable[[], ContextManager] = nullcontext) -> AdResult:
+    """`api_slot` is held while the generator works (not for a reused ad): the image API's limit."""
     remove_orphan_temp_files(segment_dir)
     hits = candidates["candidates"]
     if not 0 <= seed_index < len(hits):
@@ -58,13 +62,14 @@ def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict
         cost = 0.0
         if not reused:
             pending = pending_path(path)
+            request = GenerationRequest(seed_image=seed_bytes, brand_image=brand_image, prompt=prompt,
+                                        headline=build_headline(segment, brand))
             try:
-                # A prediction paid for by an earlier, killed run is resumed rather than paid again.
-                result = generator.generate(
-                    GenerationRequest(seed_image=seed_bytes, brand_image=brand_image, prompt=prompt,
-                                      headline=build_headline(segment, brand)),
-                    on_created=lambda prediction_id: write_pending(pending, prediction_id),
-                    resume_prediction_id=read_pending(pending))
+                with api_slot():
+                    # A prediction paid for by an earlier, killed run is resumed rather than paid again.
+                    result = generator.generate(
+                        request, on_created=lambda prediction_id: write_pending(pending, prediction_id),
+                        resume_prediction_id=read_pending(pending))
             except GenerationError as err:  # the segment fails with its reason; nothing is written
                 error = str(err)
             else:

@@ -17,6 +17,7 @@ from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.index.assets import image_index
 from assets_pkg.index.lance_index import catalog_labels, open_index
 from assets_pkg.resources import DataStore, MlflowTracking
+from assets_pkg.slots import slot
 from assets_pkg.tracking import RunRecord
 
 EXPERIMENT = "ad-campaigns"
@@ -85,7 +86,8 @@ def campaign_ad(context: dg.AssetExecutionContext, config: AdConfig, data_store:
     record = RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-ad",
                        tags={"segment": segment.key, "stage": "ad", "dagster_run_id": context.run.run_id})
     ad = make_ad(segment, segments.brand, layout.brand_image.read_bytes(), candidates, config.seed_index,
-                 generator, layout.mirror_table, layout.campaign_dir(segment.key), record)
+                 generator, layout.mirror_table, layout.campaign_dir(segment.key), record,
+                 api_slot=lambda: slot(layout.slots_dir, "image_api", image_generator.max_concurrent))
     row = ad.row
     record.params.update(
         segment=segment.key, segment_name=segment.name, subject=row["subject"], query=candidates["query"],

@@ -18,6 +18,7 @@ class ImageGeneratorResource(dg.ConfigurableResource):
     replicate_model: str = DEFAULT_REPLICATE_MODEL
     replicate_base_url: str = ""  # empty: Replicate's API; tests point it at a local stand-in
     timeout_s: float = 300.0
+    max_concurrent: int = 4  # generations in flight at once on this machine, across runs (assets_pkg.slots)
 
     def generator(self) -> ImageGenerator:
         if not self.replicate_api_token:

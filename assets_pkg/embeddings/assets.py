@@ -9,6 +9,7 @@ from assets_pkg.delta_tables import read_table, table_version
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.embeddings.store import sync_embeddings
 from assets_pkg.resources import DataStore, MlflowTracking
+from assets_pkg.slots import slot
 from assets_pkg.tracking import RunRecord
 
 STAGE = "embeddings"
@@ -34,7 +35,8 @@ def image_embeddings(context: dg.AssetExecutionContext, data_store: DataStore, c
             last_log[0] = seconds
             context.log.info(f"embedded {done}/{total} images, {done / max(seconds, 1e-9):.1f} img/s")
 
-    changes = sync_embeddings(layout.embeddings_table, layout.mirror_table, encoder, progress, set(known_bad))
+    with slot(layout.slots_dir, "gpu", clip.max_concurrent):
+        changes = sync_embeddings(layout.embeddings_table, layout.mirror_table, encoder, progress, set(known_bad))
     paths = first_paths(layout.mirror_table, [image_id for image_id, _ in changes.failed])
     failed = [(known_bad[i]["path"], i, known_bad[i]["reason"]) for i in changes.skipped] + \
              [(paths.get(image_id, image_id), image_id, reason) for image_id, reason in changes.failed]

@@ -16,6 +16,7 @@ class ClipModel(dg.ConfigurableResource):
     weights: str = DEFAULT_PRETRAINED
     device: str = "auto"  # auto: CUDA when present, else CPU
     batch_size: int = 64
+    max_concurrent: int = 1  # embedding steps at once on this machine, across runs (see assets_pkg.slots)
 
     _encoder: ClipEncoder | None = PrivateAttr(default=None)
 
