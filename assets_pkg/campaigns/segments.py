@@ -36,11 +36,6 @@ class Segment:
     subject: str | None = None
     labels: tuple[str, ...] = ()
 
-    def fingerprint(self) -> str:
-        """Changes when anything that shapes this segment's campaign changes."""
-        text = "\x1f".join([self.name, self.description, self.subject or "", ",".join(self.labels)])
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
 
 @dataclass(frozen=True)
 class Brand:
