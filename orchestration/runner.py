@@ -48,7 +48,13 @@ def run_everything(segment_keys: list[str] | None = None) -> int:
     catalog = defs.resolve_job_def("refresh_catalog").execute_in_process(
         run_config=RUN_CONFIG, instance=instance, raise_on_error=False)
     if not catalog.success:
-        print("refresh_catalog failed; open the run in the Dagster UI (`adrag ui`) for the error")
+        for event in catalog.all_events:
+            if event.is_step_failure:
+                error = event.event_specific_data.error
+                while error.cause is not None:  # the user-code exception under Dagster's wrapper
+                    error = error.cause
+                print(f"{event.step_key} failed: {error.message.strip()}")
+        print("refresh_catalog failed; the run is in the Dagster UI (`adrag ui`)")
         return 1
     for event in catalog.get_asset_materialization_events():
         meta = event.materialization.metadata

@@ -154,4 +154,4 @@ def _how_to_point_at_weights(spec: ClipSpec, why: str) -> str:
             "Download the open_clip checkpoint where there is network and point at the file with "
             "ADRAG_CLIP_WEIGHTS=/path/to/open_clip_model.safetensors (ADRAG_CLIP_MODEL names its architecture), "
             f"or run the plumbing offline on random weights: ADRAG_CLIP_MODEL={TINY_MODEL} ADRAG_CLIP_WEIGHTS={RANDOM} "
-            "(or `adrag demo --offline`).")
+            "(or `adrag --offline demo`).")
