@@ -24,6 +24,7 @@ def build_resources(setting: Callable[[str], str] = dg.EnvVar,
         "clip": ClipModel(model_name=setting("ADRAG_CLIP_MODEL"), weights=setting("ADRAG_CLIP_WEIGHTS"),
                           device=setting("ADRAG_DEVICE"), max_concurrent=number("ADRAG_GPU_CONCURRENCY")),
         "image_generator": ImageGeneratorResource(replicate_api_token=setting("REPLICATE_API_TOKEN"),
+                                                  replicate_base_url=setting("ADRAG_REPLICATE_BASE_URL"),
                                                   max_concurrent=number("ADRAG_IMAGE_API_CONCURRENCY")),
         "mlflow_tracking": MlflowTracking(tracking_uri=setting("MLFLOW_TRACKING_URI")),
     }

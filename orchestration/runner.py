@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import dagster as dg
@@ -41,7 +43,7 @@ RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 PROJECT_SEGMENTS = Path(__file__).resolve().parent.parent / "data" / "segments.yaml"
 
 
-def run_everything(segment_keys: list[str] | None = None) -> int:
+def run_everything(segment_keys: list[str] | None = None, parallel: int = 1) -> int:
     instance = dg.DagsterInstance.get()
     where = layout()
     started = time.perf_counter()
@@ -67,11 +69,27 @@ def run_everything(segment_keys: list[str] | None = None) -> int:
         return 0
     keys = sync_segment_partitions(instance, where.segments_file)
     chosen = [k for k in keys if not segment_keys or k in segment_keys]
-    job = defs.resolve_job_def("generate_campaigns")
-    failed = [k for k in chosen if not job.execute_in_process(
-        run_config=RUN_CONFIG, instance=instance, partition_key=k, raise_on_error=False).success]
+    failed = generate_segments(chosen, parallel)
     print_outputs(where, chosen, failed, time.perf_counter() - started)
     return 1 if failed else 0
+
+
+def generate_segments(keys: list[str], parallel: int = 1) -> list[str]:
+    """Run each segment's campaign partition; returns the keys that failed.
+
+    With `parallel` > 1 the partitions run in that many worker processes (Dagster's in-process
+    execution is not thread-safe); the image API's slots still cap generations in flight.
+    """
+    if parallel <= 1 or len(keys) <= 1:
+        return [key for key in keys if not generate_segment(key)]
+    with ProcessPoolExecutor(max_workers=min(parallel, len(keys)), mp_context=get_context("spawn")) as pool:
+        return [key for key, ok in zip(keys, pool.map(generate_segment, keys)) if not ok]
+
+
+def generate_segment(key: str) -> bool:
+    with dg.DagsterInstance.get() as instance:
+        return defs.resolve_job_def("generate_campaigns").execute_in_process(
+            run_config=RUN_CONFIG, instance=instance, partition_key=key, raise_on_error=False).success
 
 
 def run_demo(images_per_subject: int = 12) -> int:

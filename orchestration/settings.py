@@ -18,6 +18,7 @@ DEFAULTS = {
     "ADRAG_CLIP_WEIGHTS": "laion2b_s34b_b79k",  # a pretrained tag, a checkpoint file path, or "random"
     "ADRAG_DEVICE": "auto",
     "REPLICATE_API_TOKEN": "",  # empty: the local compositor makes the ads
+    "ADRAG_REPLICATE_BASE_URL": "",  # empty: Replicate's API; else a proxy or a stand-in
     "MLFLOW_TRACKING_URI": "",  # empty: SQLite store under <data dir>/mlflow
     "ADRAG_GPU_CONCURRENCY": "1",  # embedding steps running at once on this machine, across all runs
     "ADRAG_IMAGE_API_CONCURRENCY": "4",  # generations in flight at once on this machine, across all runs

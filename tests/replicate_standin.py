@@ -78,6 +78,7 @@ class _Prediction:
     )
     status: str = "starting"
     polls: int = 0
+    finished: float | None = None  # monotonic time it reached a terminal status
 
 
 class ReplicateStandIn:
@@ -126,6 +127,16 @@ class ReplicateStandIn:
 
     # -- behaviour, called by the handler under the lock --------------------------------------------
 
+    def peak_in_flight(self) -> int:
+        """The most predictions that were running at the same moment (created, not yet finished)."""
+        edges = sorted([(p.created, 1) for p in self._predictions.values()]
+                       + [(p.finished, -1) for p in self._predictions.values() if p.finished is not None])
+        running = peak = 0
+        for _, step in edges:
+            running += step
+            peak = max(peak, running)
+        return peak
+
     def _next_fault(self, endpoint: str) -> int | str | None:
         self.attempts[endpoint] += 1
         faults = self._faults[endpoint]
@@ -155,6 +166,8 @@ class ReplicateStandIn:
             waited = time.monotonic() - prediction.created
             done = prediction.polls > self.knobs.polls_before_done and waited >= self.knobs.seconds_before_done
             prediction.status = self.knobs.outcome if done else "processing"
+            if done:
+                prediction.finished = time.monotonic()
         return 200, self._json(prediction)
 
     def _cancel(self, prediction_id: str) -> tuple[int, dict]:
