@@ -115,3 +115,17 @@ def test_vector_soundness_report_names_nan_non_unit_and_mixed_dimensions(tmp_pat
     assert "1 vectors contain NaN" in text and "1 vectors are not unit-norm" in text
     assert "model key m has vectors of several dimensions: [2, 64]" in text
     assert "other" not in text
+
+
+def test_ann_params_grow_with_the_table_and_fit_the_dimension():
+    sizes = [10_000, 100_000, 1_000_000, 10_000_000]
+    for dim in (64, 512, 768):
+        params = [ann_params(n, dim) for n in sizes]
+        for p, n in zip(params, sizes):
+            assert dim % p.num_sub_vectors == 0
+            assert 1 <= p.nprobes <= p.num_partitions <= n // 256
+            assert p.refine_factor >= 1
+        assert [p.num_partitions for p in params] == sorted(p.num_partitions for p in params)
+        assert params[0].num_partitions < params[-1].num_partitions
+        assert [p.nprobes for p in params] == sorted(p.nprobes for p in params)
+    assert ann_params(1_000_000, 512).num_sub_vectors >= 32

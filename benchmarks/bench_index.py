@@ -1,0 +1,151 @@
+"""IVF_PQ index benchmark: build time, top-10 latency and recall@10 against exact search.
+
+Loads synthetic clustered unit vectors through `sync_index` (what the `image_index` asset does),
+then times `search` with the parameters `ann_params` picks for the table size, with and without a
+label filter, against exact search (`bypass_vector_index`) in the same run.
+
+    .venv/bin/python benchmarks/bench_index.py [--rows N] [--dim D] [--queries Q]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from assets_pkg.index.lance_index import ann_params, labels_filter, open_index, search, sync_index  # noqa: E402
+
+LABELS = ["dog", "cat", "product", "outdoor", "people"]
+CHUNK = 50_000
+
+
+class ClusteredEmbeddings:
+    """Unit vectors like real image embeddings: a few thousand centres grouped under broader topics,
+    cluster sizes that vary, per-cluster spread, and noise whose variance decays over directions
+    (embeddings have a low effective dimension, not isotropic noise). Fixed seed; queries come from
+    the same distribution with another seed."""
+
+    def __init__(self, dim: int, centres: int = 2000, topics: int = 64, seed: int = 7):
+        rng = np.random.default_rng(seed)
+        topic = rng.normal(size=(topics, dim))
+        topic /= np.linalg.norm(topic, axis=1, keepdims=True)
+        c = topic[rng.integers(0, topics, centres)] + rng.normal(size=(centres, dim)) / np.sqrt(dim)
+        self.centres = c / np.linalg.norm(c, axis=1, keepdims=True)
+        self.weights = rng.pareto(1.5, centres) + 1  # some clusters are much larger than others
+        self.weights /= self.weights.sum()
+        self.spread = rng.uniform(0.7, 1.3, centres)  # per-cluster tightness
+        self.basis, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+        scale = np.arange(1, dim + 1) ** -0.6  # decaying spectrum
+        self.scale = scale * 0.9 / np.linalg.norm(scale)  # noise norm ~0.9: cos to centre ~0.75
+        self.dim = dim
+
+    def draw(self, n: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        which = rng.choice(len(self.centres), n, p=self.weights)
+        noise = (rng.normal(size=(n, self.dim)) * self.scale) @ self.basis.T
+        v = self.centres[which] + noise * self.spread[which, None]
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def embeddings_tables(gen: ClusteredEmbeddings, rows: int) -> tuple[pa.Table, pa.Table]:
+    """The embeddings and mirror-metadata tables `sync_index` takes, generated in chunks."""
+    chunks = []
+    for start in range(0, rows, CHUNK):
+        n = min(CHUNK, rows - start)
+        flat = pa.array(gen.draw(n, seed=1000 + start // CHUNK).reshape(-1))
+        chunks.append(pa.FixedSizeListArray.from_arrays(flat, gen.dim))
+    ids = pa.array([f"{i:064x}" for i in range(rows)])
+    vectors = pa.table({"image_id": ids, "vector": pa.chunked_array(chunks)})
+    metadata = pa.table({
+        "image_id": ids,
+        "paths": pa.array([[f"img/{i}.jpg"] for i in range(rows)], pa.list_(pa.string())),
+        "labels": pa.array([[LABELS[i % len(LABELS)]] for i in range(rows)], pa.list_(pa.string())),
+    })
+    return vectors, metadata
+
+
+def timed_search(table, queries, params, where=None, exact=False):
+    """(result id lists, per-query latencies in ms)."""
+    ids, ms = [], []
+    for q in queries:
+        t = time.perf_counter()
+        hits = search(table, q, 10, where=where, exact=exact, params=params)
+        ms.append((time.perf_counter() - t) * 1000)
+        ids.append({h.image_id for h in hits})
+    return ids, np.array(ms)
+
+
+def recall(approx: list[set], exact: list[set]) -> float:
+    return float(np.mean([len(a & e) / max(1, len(e)) for a, e in zip(approx, exact)]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--queries", type=int, default=300, help="queries timed per configuration")
+    ap.add_argument("--recall-queries", type=int, default=50, help="queries checked against exact search")
+    ap.add_argument("--sweep", action="store_true", help="also try nprobes/refine around the chosen ones")
+    args = ap.parse_args()
+
+    gen = ClusteredEmbeddings(args.dim)
+    t = time.perf_counter()
+    vectors, metadata = embeddings_tables(gen, args.rows)
+    queries = gen.draw(args.queries, seed=1)  # held out: never indexed
+    print(f"generated {args.rows:,} x {args.dim} clustered vectors in {time.perf_counter() - t:.1f}s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lance_dir = Path(tmp)
+        # Same path as the asset: first sync writes rows (threshold not reached), second crosses it.
+        t = time.perf_counter()
+        sync_index(lance_dir, "bench", vectors, metadata, args.dim, ann_min_rows=args.rows + 1)
+        write_s = time.perf_counter() - t
+        t = time.perf_counter()
+        changes = sync_index(lance_dir, "bench", vectors, metadata, args.dim, ann_min_rows=min(args.rows, 10_000))
+        build_s = time.perf_counter() - t
+        assert changes.ann_built
+        params = changes.ann
+        print(f"table write {write_s:.1f}s, IVF_PQ build + optimize {build_s:.1f}s; params {params}")
+
+        table = open_index(lance_dir, "bench")
+        where = labels_filter(["dog"])
+        check = queries[:args.recall_queries]
+        exact_ids, exact_ms = timed_search(table, check, params, exact=True)
+        exact_f_ids, exact_f_ms = timed_search(table, check, params, where=where, exact=True)
+
+        configs = [params]
+        if args.sweep:
+            p = params
+            configs += [replace(p, nprobes=max(1, p.nprobes // 2)), replace(p, nprobes=p.nprobes * 2),
+                        replace(p, refine_factor=max(1, p.refine_factor // 2)), replace(p, refine_factor=p.refine_factor * 2)]
+        rows = [("exact (bypass index)", "-", np.median(exact_ms), np.percentile(exact_ms, 99), 1.0,
+                 np.median(exact_f_ms), 1.0)]
+        for c in configs:
+            timed_search(table, queries[:20], c)  # warm up
+            _, ms = timed_search(table, queries, c)
+            got, _ = timed_search(table, check, c)
+            got_f, ms_f = timed_search(table, check, c, where=where)
+            name = "ann_params" if c == params else "sweep"
+            rows.append((name, f"{c.nprobes}/{c.refine_factor}", np.median(ms), np.percentile(ms, 99),
+                         recall(got, exact_ids), np.median(ms_f), recall(got_f, exact_f_ids)))
+
+    base = rows[0][2]
+    print(f"\n{args.rows:,} x {args.dim}, partitions={params.num_partitions}, sub_vectors={params.num_sub_vectors}; "
+          f"{len(queries)} timed queries, recall over {len(check)}; filter: {where}")
+    print(f"{'search':22} {'nprobes/refine':>14} {'p50 ms':>8} {'p99 ms':>8} {'speedup':>8} {'recall@10':>10} "
+          f"{'filt p50':>9} {'filt rec':>9}")
+    for name, pr, p50, p99, rec, fp50, frec in rows:
+        print(f"{name:22} {pr:>14} {p50:8.2f} {p99:8.2f} {base / p50:7.1f}x {rec:10.3f} {fp50:9.2f} {frec:9.3f}")
+    print(f"\nbuild: table write {write_s:.1f}s, index build {build_s:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
