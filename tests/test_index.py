@@ -129,3 +129,24 @@ def test_ann_params_grow_with_the_table_and_fit_the_dimension():
         assert params[0].num_partitions < params[-1].num_partitions
         assert [p.nprobes for p in params] == sorted(p.nprobes for p in params)
     assert ann_params(1_000_000, 512).num_sub_vectors >= 32
+
+
+def test_ann_recall_is_measured_for_ivf_pq_and_none_for_flat(tmp_path):
+    from datetime import datetime, timezone
+
+    from deltalake import write_deltalake
+
+    from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
+    from assets_pkg.index.consistency import MIN_RECALL_AT_10, ann_recall
+
+    vectors = clustered_vectors(6000, seed=3)
+    emb, meta = tables(vectors)
+    now = datetime.now(timezone.utc)
+    write_deltalake(str(tmp_path / "e"), pa.Table.from_pylist(
+        [{"image_id": i, "model_key": "m", "vector": list(v), "embedded_at": now}
+         for i, v in zip(emb["image_id"].to_pylist(), vectors)], schema=EMBEDDINGS_SCHEMA))
+    sync_index(tmp_path / "lance", "m", emb.slice(0, 100), meta, DIM)
+    assert ann_recall(tmp_path / "lance", tmp_path / "e", "m") is None  # flat search: exact
+    sync_index(tmp_path / "lance", "m", emb, meta, DIM, ann_min_rows=2000)
+    recall = ann_recall(tmp_path / "lance", tmp_path / "e", "m")
+    assert recall is not None and MIN_RECALL_AT_10 <= recall <= 1.0

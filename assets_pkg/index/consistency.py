@@ -16,9 +16,11 @@ import pyarrow.compute as pc
 from assets_pkg.catalog.mirror import MIRROR_SCHEMA
 from assets_pkg.delta_tables import read_table, scan, sql_literal
 from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
-from assets_pkg.index.lance_index import open_index, scan_index
+from assets_pkg.index.lance_index import has_vector_index, open_index, recall_at_k, scan_index
 
 NORM_TOLERANCE = 1e-3
+RECALL_SAMPLE = 50
+MIN_RECALL_AT_10 = 0.95
 
 
 @dataclass
@@ -76,6 +78,19 @@ def vectors_are_sound(embeddings_table: Path) -> Report:
         if len(found) > 1:
             report.problems.append(f"model key {key} has vectors of several dimensions: {sorted(found)}")
     return report
+
+
+def ann_recall(lance_dir: Path, embeddings_table: Path, model_key: str, sample: int = RECALL_SAMPLE,
+               k: int = 10) -> float | None:
+    """recall@k of the ANN index against exact search, with stored vectors as queries; None when the
+    table is searched flat (exact by construction)."""
+    table = open_index(lance_dir, model_key)
+    if table is None or not has_vector_index(table):
+        return None
+    vectors = read_table(embeddings_table, EMBEDDINGS_SCHEMA, ["vector"], f"model_key = {sql_literal(model_key)}")
+    rows = vectors["vector"].to_pylist()
+    picks = np.random.default_rng(0).choice(len(rows), size=min(sample, len(rows)), replace=False)
+    return recall_at_k(table, np.asarray([rows[i] for i in picks], np.float32), k=k)
 
 
 def _compare(report: Report, name: str, have: set[str], want: set[str]) -> None:

@@ -152,7 +152,7 @@ def _sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa
 
     if changes.total >= ann_min_rows:
         params = ann_params(changes.total, dim)
-        if not _has_vector_index(table):
+        if not has_vector_index(table):
             table.create_index("vector", replace=True, config=IvfPq(
                 distance_type="cosine", num_partitions=params.num_partitions, num_sub_vectors=params.num_sub_vectors))
             changes.ann_built = True
@@ -164,7 +164,7 @@ def _sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa
     return changes
 
 
-def _has_vector_index(table) -> bool:
+def has_vector_index(table) -> bool:
     # Once built, `optimize()` folds new rows into the existing partitions (no retraining).
     return any("vector" in index.columns for index in table.list_indices())
 
