@@ -21,7 +21,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assets_pkg.index.lance_index import ann_params, labels_filter, open_index, search, sync_index  # noqa: E402
+from assets_pkg.index.lance_index import labels_filter, open_index, search, sync_index  # noqa: E402
 
 LABELS = ["dog", "cat", "product", "outdoor", "people"]
 CHUNK = 50_000

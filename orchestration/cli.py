@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 from orchestration.settings import DEFAULTS, OFFLINE, apply_defaults

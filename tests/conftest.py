@@ -4,7 +4,6 @@ real Delta/LanceDB/MLflow stores under tmp_path, and a temporary Dagster instanc
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import dagster as dg

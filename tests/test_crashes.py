@@ -16,7 +16,7 @@ from test_pipeline import assert_tables_match_disk, model_key_of, refresh
 
 from assets_pkg.campaigns.store import CAMPAIGNS_SCHEMA, CANDIDATES_SCHEMA, TEMP_PREFIX
 from assets_pkg.delta_tables import read_table
-from orchestration.definitions import CAMPAIGN_ASSETS, CATALOG_ASSETS
+from orchestration.definitions import CAMPAIGN_ASSETS
 from orchestration.runner import sync_segment_partitions
 
 REPO = Path(__file__).resolve().parent.parent
