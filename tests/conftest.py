@@ -69,14 +69,19 @@ def layout(data_dir: Path) -> DataLayout:
     return DataLayout.under(data_dir)
 
 
-@pytest.fixture
-def resources(data_dir: Path) -> dict:
+def tiny_resources(data_dir: str | Path, batch_size: int = 8, **generator_settings) -> dict:
+    """The pipeline's resources on the tiny random-weight CLIP; tests' child processes use it too."""
     return {
         "data_store": DataStore(data_dir=str(data_dir)),
-        "clip": ClipModel(model_name=TINY_MODEL, weights=RANDOM, device="cpu", batch_size=8),
-        "image_generator": ImageGeneratorResource(),
+        "clip": ClipModel(model_name=TINY_MODEL, weights=RANDOM, device="cpu", batch_size=batch_size),
+        "image_generator": ImageGeneratorResource(**generator_settings),
         "mlflow_tracking": MlflowTracking(),
     }
+
+
+@pytest.fixture
+def resources(data_dir: Path) -> dict:
+    return tiny_resources(data_dir)
 
 
 @pytest.fixture

@@ -31,15 +31,12 @@ LOG_ONE_RUN = textwrap.dedent("""
 
 MATERIALIZE_PARTITION = textwrap.dedent("""
     import sys
+    sys.path.insert(0, "tests")
     import dagster as dg
-    from assets_pkg.campaigns.resources import ImageGeneratorResource
-    from assets_pkg.embeddings.resources import ClipModel
-    from assets_pkg.resources import DataStore, MlflowTracking
+    from conftest import tiny_resources
     from orchestration.definitions import CAMPAIGN_ASSETS
     data_dir, key = sys.argv[1], sys.argv[2]
-    resources = {"data_store": DataStore(data_dir=data_dir),
-                 "clip": ClipModel(model_name="adrag-tiny-clip", weights="random", device="cpu"),
-                 "image_generator": ImageGeneratorResource(), "mlflow_tracking": MlflowTracking()}
+    resources = tiny_resources(data_dir)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("segments", [key])
     assert dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=key).success
@@ -48,14 +45,11 @@ MATERIALIZE_PARTITION = textwrap.dedent("""
 
 MATERIALIZE_CATALOG = textwrap.dedent("""
     import sys
+    sys.path.insert(0, "tests")
     import dagster as dg
-    from assets_pkg.campaigns.resources import ImageGeneratorResource
-    from assets_pkg.embeddings.resources import ClipModel
-    from assets_pkg.resources import DataStore, MlflowTracking
+    from conftest import tiny_resources
     from orchestration.definitions import CATALOG_ASSETS
-    resources = {"data_store": DataStore(data_dir=sys.argv[1]),
-                 "clip": ClipModel(model_name="adrag-tiny-clip", weights="random", device="cpu", batch_size=2),
-                 "image_generator": ImageGeneratorResource(), "mlflow_tracking": MlflowTracking()}
+    resources = tiny_resources(sys.argv[1], batch_size=2)
     assert dg.materialize(CATALOG_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral()).success
 """)
 

@@ -61,14 +61,10 @@ CHILD = textwrap.dedent("""
     else:
         raise SystemExit(f"unknown point {point}")
 
-    from assets_pkg.campaigns.resources import ImageGeneratorResource
-    from assets_pkg.embeddings.resources import ClipModel
-    from assets_pkg.resources import DataStore, MlflowTracking
+    sys.path.insert(0, "tests")
+    from conftest import tiny_resources
     from orchestration.definitions import CAMPAIGN_ASSETS, CATALOG_ASSETS
-    resources = {"data_store": DataStore(data_dir=data_dir),
-                 "clip": ClipModel(model_name="adrag-tiny-clip", weights="random", device="cpu", batch_size=2),
-                 "image_generator": ImageGeneratorResource(replicate_api_token=token, replicate_base_url=api_url),
-                 "mlflow_tracking": MlflowTracking()}
+    resources = tiny_resources(data_dir, batch_size=2, replicate_api_token=token, replicate_base_url=api_url)
     instance = dg.DagsterInstance.ephemeral()
     if partition == "-":
         dg.materialize(CATALOG_ASSETS, resources=resources, instance=instance)
