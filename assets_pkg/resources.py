@@ -26,10 +26,12 @@ class MlflowTracking(dg.ConfigurableResource):
     """MLflow tracking; the default is an embedded SQLite store with artifacts under <data_dir>/mlflow."""
 
     tracking_uri: str = ""
+    ui_url: str = ""  # the MLflow UI serving this store (e.g. `adrag mlflow`); empty: no links in Dagster
 
     def store(self, layout: DataLayout) -> MlflowStore:
         return MlflowStore(
             tracking_uri=self.tracking_uri or default_tracking_uri(layout.mlflow_dir),
             artifact_root=layout.mlflow_dir / "artifacts",
             lock_file=layout.mlflow_dir / ".lock",
+            ui_url=self.ui_url,
         )

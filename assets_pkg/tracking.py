@@ -10,6 +10,7 @@ Steps become an MLflow trace attached to the run, with their real start and end 
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,14 +59,26 @@ def default_tracking_uri(mlflow_dir: Path) -> str:
 
 
 class MlflowStore:
-    def __init__(self, tracking_uri: str, artifact_root: Path, lock_file: Path):
+    def __init__(self, tracking_uri: str, artifact_root: Path, lock_file: Path, ui_url: str = ""):
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
+        self.ui_url = ui_url.rstrip("/")  # where users browse this store (an `mlflow ui` / server)
         self.lock = FileLock(str(lock_file))
         lock_file.parent.mkdir(parents=True, exist_ok=True)
+        self._experiment_of_run: dict[str, str] = {}
+
+    def run_url(self, run_id: str) -> str | None:
+        """The run's page in the MLflow UI, for a run this store logged; None without a UI address."""
+        experiment_id = self._experiment_of_run.get(run_id)
+        if not self.ui_url or experiment_id is None:
+            return None
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 
     def log(self, record: RunRecord) -> str:
         """Write the record as one MLflow run (with a trace of its steps); returns the run id."""
+        # Export traces in the calling thread: the async exporter's flush waits ~2 s per run, and
+        # that wait would be spent holding the lock every partition process queues on.
+        os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
         import mlflow  # heavy import, only when a run is logged
 
         with self.lock:
@@ -90,6 +103,7 @@ class MlflowStore:
             finally:
                 mlflow.end_run(status=status)
             mlflow.flush_trace_async_logging()
+            self._experiment_of_run[run.info.run_id] = experiment_id
             return run.info.run_id
 
     def _experiment_id(self, mlflow, name: str) -> str:

@@ -4,6 +4,7 @@
     adrag run --images DIR            the whole graph over your own image folder
     adrag search "a dog on a beach"   top-k paths with scores from the index
     adrag ui                          dagster dev on the same instance the commands above write to
+    adrag mlflow                      the MLflow UI on the same store, where Dagster's run links point
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("query")
     search.add_argument("-k", type=int, default=5)
     commands.add_parser("ui", help="start dagster dev on this project's Dagster instance")
+    commands.add_parser("mlflow", help="start the MLflow UI on this project's MLflow store (ADRAG_MLFLOW_UI_URL)")
     args = parser.parse_args(argv)
 
     configure_environment(args)
     if args.command == "ui":
         return launch_ui()
+    if args.command == "mlflow":
+        return launch_mlflow_ui()
 
     from orchestration import runner  # imports Dagster and the assets: after the environment is set
 
@@ -73,6 +77,22 @@ def launch_ui() -> int:
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(root / "workspace.yaml")]
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} {' '.join(command)}", flush=True)
     os.chdir(root)
+    os.execv(sys.executable, command)
+
+
+def launch_mlflow_ui() -> int:
+    from urllib.parse import urlsplit
+
+    from assets_pkg.layout import DataLayout
+    from assets_pkg.tracking import default_tracking_uri
+
+    address = urlsplit(os.environ["ADRAG_MLFLOW_UI_URL"])
+    mlflow_dir = DataLayout.under(os.environ["ADRAG_DATA_DIR"]).mlflow_dir
+    mlflow_dir.mkdir(parents=True, exist_ok=True)
+    store = os.environ["MLFLOW_TRACKING_URI"] or default_tracking_uri(mlflow_dir)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store,
+               "--host", address.hostname or "127.0.0.1", "--port", str(address.port or 5000)]
+    print(" ".join(command), flush=True)
     os.execv(sys.executable, command)
 
 

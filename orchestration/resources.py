@@ -26,7 +26,8 @@ def build_resources(setting: Callable[[str], str] = dg.EnvVar,
         "image_generator": ImageGeneratorResource(replicate_api_token=setting("REPLICATE_API_TOKEN"),
                                                   replicate_base_url=setting("ADRAG_REPLICATE_BASE_URL"),
                                                   max_concurrent=number("ADRAG_IMAGE_API_CONCURRENCY")),
-        "mlflow_tracking": MlflowTracking(tracking_uri=setting("MLFLOW_TRACKING_URI")),
+        "mlflow_tracking": MlflowTracking(tracking_uri=setting("MLFLOW_TRACKING_URI"),
+                                          ui_url=setting("ADRAG_MLFLOW_UI_URL")),
     }
 
 

@@ -20,6 +20,7 @@ DEFAULTS = {
     "REPLICATE_API_TOKEN": "",  # empty: the local compositor makes the ads
     "ADRAG_REPLICATE_BASE_URL": "",  # empty: Replicate's API; else a proxy or a stand-in
     "MLFLOW_TRACKING_URI": "",  # empty: SQLite store under <data dir>/mlflow
+    "ADRAG_MLFLOW_UI_URL": "http://127.0.0.1:5000",  # the MLflow UI (`adrag mlflow`) Dagster links runs to
     "ADRAG_GPU_CONCURRENCY": "1",  # embedding steps running at once on this machine, across all runs
     "ADRAG_IMAGE_API_CONCURRENCY": "4",  # generations in flight at once on this machine, across all runs
 }

@@ -75,7 +75,7 @@ def tiny_resources(data_dir: str | Path, batch_size: int = 8, **generator_settin
         "data_store": DataStore(data_dir=str(data_dir)),
         "clip": ClipModel(model_name=TINY_MODEL, weights=RANDOM, device="cpu", batch_size=batch_size),
         "image_generator": ImageGeneratorResource(**generator_settings),
-        "mlflow_tracking": MlflowTracking(),
+        "mlflow_tracking": MlflowTracking(ui_url="http://127.0.0.1:5000"),
     }
 
 

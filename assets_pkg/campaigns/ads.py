@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from assets_pkg.campaigns.generators.base import GenerationError, GenerationRequest, ImageGenerator
+from assets_pkg.campaigns.generators.base import (GenerationError, GenerationRequest, ImageGenerator,
+                                                  TransientGenerationError)
 from assets_pkg.campaigns.prompt import build_headline, build_prompt
 from assets_pkg.campaigns.segments import Brand, Segment
 from assets_pkg.campaigns.store import (ad_path, output_key, pending_path, read_pending, remove_orphan_temp_files,
@@ -28,6 +29,7 @@ class AdResult:
     row: dict  # a campaigns row (mlflow_run_id filled by the caller once the run is logged)
     path: Path | None  # None when generation failed
     reused: bool
+    transient: bool = False  # failed in a way a later retry may fix (service busy, down or slow)
 
     @property
     def failed(self) -> bool:
@@ -57,6 +59,7 @@ def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict
     path = ad_path(segment_dir, key)
     started = time.perf_counter()
     error = None
+    transient = False
     with record.step("generate", generator=generator.generator_id, output_key=key) as out:
         reused = path.is_file()
         cost = 0.0
@@ -72,6 +75,7 @@ def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict
                         resume_prediction_id=read_pending(pending))
             except GenerationError as err:  # the segment fails with its reason; nothing is written
                 error = str(err)
+                transient = isinstance(err, TransientGenerationError)
             else:
                 write_atomically(path, result.png)
                 cost = result.cost_usd
@@ -88,4 +92,4 @@ def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict
         "reused": reused, "latency_s": latency, "cost_usd": cost, "mlflow_run_id": None,
         "created_at": datetime.now(timezone.utc),
     }
-    return AdResult(row=row, path=None if error else path, reused=reused)
+    return AdResult(row=row, path=None if error else path, reused=reused, transient=transient)

@@ -8,6 +8,7 @@ import dagster as dg
 from assets_pkg.campaigns.ads import make_ad
 from assets_pkg.campaigns.candidates import build_candidates
 from assets_pkg.campaigns.partitions import segment_partitions
+from assets_pkg.campaigns.previews import markdown_picture
 from assets_pkg.campaigns.resources import ImageGeneratorResource
 from assets_pkg.campaigns.segments import load_segments
 from assets_pkg.campaigns.store import append_campaign, read_candidates, replace_candidates
@@ -18,9 +19,14 @@ from assets_pkg.index.assets import image_index
 from assets_pkg.index.lance_index import catalog_labels, open_index
 from assets_pkg.resources import DataStore, MlflowTracking
 from assets_pkg.slots import slot
-from assets_pkg.tracking import RunRecord
+from assets_pkg.tracking import MlflowStore, RunRecord
 
 EXPERIMENT = "ad-campaigns"
+
+
+# A generation that failed because the service was busy, down or slow (after the generator's own bounded
+# retries) runs again later; at most 2 more paid attempts per segment and run.
+GENERATION_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 class AdConfig(dg.Config):
@@ -54,16 +60,18 @@ def campaign_candidates(context: dg.AssetExecutionContext, data_store: DataStore
                          model_key=encoder.model_key)
     record.texts["candidates.json"] = json.dumps(result.row["candidates"], indent=2)
     record.files.append(result.contact_sheet_path)
-    run_id = mlflow_tracking.store(layout).log(record)
+    store = mlflow_tracking.store(layout)
+    run_id = store.log(record)
     return dg.MaterializeResult(metadata={
         "segment": segment.name,
+        "description": segment.description,
         "subject": result.proposal.subject,
         "subject_method": result.proposal.method,
         "query": result.row["query"],
         "candidates": dg.MetadataValue.md("\n".join(
             f"{c['rank']}. `{c['path']}` score {c['score']:.3f}" for c in result.row["candidates"])),
-        "contact_sheet": dg.MetadataValue.path(str(result.contact_sheet_path)),
-        "mlflow_run_id": run_id,
+        "contact_sheet": dg.MetadataValue.md(markdown_picture(result.contact_sheet_path, f"{segment.name}: top 3")),
+        **mlflow_metadata(store, run_id),
     })
 
 
@@ -73,6 +81,7 @@ def campaign_candidates(context: dg.AssetExecutionContext, data_store: DataStore
     deps=[campaign_candidates],
     kinds={"replicate", "mlflow"},
     pool="image_api",
+    retry_policy=GENERATION_RETRY,
     description="For one segment: the ad made from the chosen seed photo and the brand image (Replicate FLUX "
                 "Kontext, or the local compositor without a token), reused when its inputs are unchanged.",
 )
@@ -100,21 +109,28 @@ def campaign_ad(context: dg.AssetExecutionContext, config: AdConfig, data_store:
     if ad.failed:
         record.status = "FAILED"
         record.texts["error.txt"] = row["error"]
-    row["mlflow_run_id"] = mlflow_tracking.store(layout).log(record)
+    store = mlflow_tracking.store(layout)
+    row["mlflow_run_id"] = store.log(record)
     append_campaign(layout.campaigns_table, row)
     if ad.failed:
+        # Only a busy, down or slow service is worth the step's retry policy; a refused input fails at once.
         raise dg.Failure(description=f"generation failed for segment {segment.key!r}: {row['error']}",
-                         metadata={"segment": segment.name, "mlflow_run_id": row["mlflow_run_id"]},
-                         allow_retries=True)
+                         metadata={"segment": segment.name, **mlflow_metadata(store, row["mlflow_run_id"])},
+                         allow_retries=ad.transient)
     return dg.MaterializeResult(metadata={
         "segment": segment.name,
+        "ad": dg.MetadataValue.md(markdown_picture(ad.path, f"{segment.name}: ad")),
         "subject": row["subject"],
         "seed": row["seed_path"],
         "generator": row["generator_id"],
         "prompt": row["prompt"],
-        "ad": dg.MetadataValue.path(str(ad.path)),
         "reused": ad.reused,
         "cost_usd": row["cost_usd"],
         "latency_s": round(row["latency_s"], 3),
-        "mlflow_run_id": row["mlflow_run_id"],
+        **mlflow_metadata(store, row["mlflow_run_id"]),
     })
+
+
+def mlflow_metadata(store: MlflowStore, run_id: str) -> dict:
+    url = store.run_url(run_id)
+    return {"mlflow_run_id": run_id, **({"mlflow_run": dg.MetadataValue.url(url)} if url else {})}

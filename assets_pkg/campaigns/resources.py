@@ -18,10 +18,12 @@ class ImageGeneratorResource(dg.ConfigurableResource):
     replicate_model: str = DEFAULT_REPLICATE_MODEL
     replicate_base_url: str = ""  # empty: Replicate's API; tests point it at a local stand-in
     timeout_s: float = 300.0
+    max_attempts: int = 5  # per API call; a generation that still fails is retried by the step's retry policy
     max_concurrent: int = 4  # generations in flight at once on this machine, across runs (assets_pkg.slots)
 
     def generator(self) -> ImageGenerator:
         if not self.replicate_api_token:
             return LocalCompositor()
         return ReplicateKontextGenerator(api_token=self.replicate_api_token, model=self.replicate_model,
-                                         base_url=self.replicate_base_url or None, timeout_s=self.timeout_s)
+                                         base_url=self.replicate_base_url or None, timeout_s=self.timeout_s,
+                                         max_attempts=self.max_attempts)

@@ -28,6 +28,10 @@ class GenerationError(RuntimeError):
     """Generation failed; the message says what failed and never contains an API token."""
 
 
+class TransientGenerationError(GenerationError):
+    """The service was busy, down or slow past our bounds: the same request may well succeed later."""
+
+
 class ImageGenerator(Protocol):
     generator_id: str  # e.g. "local-compositor/v1", "replicate/flux-kontext-apps/multi-image-kontext-max"
 

@@ -27,7 +27,7 @@ from PIL import Image
 from replicate.exceptions import ReplicateError, ReplicateException
 from replicate.prediction import Prediction
 
-from .base import GeneratedImage, GenerationError, GenerationRequest, to_png
+from .base import GeneratedImage, GenerationError, GenerationRequest, TransientGenerationError, to_png
 
 DEFAULT_MODEL = "flux-kontext-apps/multi-image-kontext-max"
 _FINISHED = frozenset({"succeeded", "failed", "canceled"})
@@ -263,7 +263,8 @@ class ReplicateKontextGenerator:
         if not _is_transient(err):
             raise self._error(f"{what} failed: {_describe(err)}") from None
         if attempt >= self.max_attempts:
-            raise self._error(f"{what} failed after {attempt} attempts: {_describe(err)}") from None
+            raise self._error(f"{what} failed after {attempt} attempts: {_describe(err)}",
+                              TransientGenerationError) from None
         pause = self._backoff_s(attempt, getattr(err, "retry_after_s", None))
         if time.monotonic() + pause >= deadline:
             raise self._error(
@@ -309,7 +310,7 @@ class ReplicateKontextGenerator:
         return kind(message.replace(self._api_token, "***"))
 
 
-class _TimedOut(GenerationError):
+class _TimedOut(TransientGenerationError):
     """The generation's deadline passed: the prediction, if there is one, should be canceled."""
 
 

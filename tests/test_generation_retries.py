@@ -1,0 +1,53 @@
+"""The generation step's retry policy: a busy image API gets another try later; a refused request does not."""
+
+from __future__ import annotations
+
+import dagster as dg
+from replicate_standin import ReplicateStandIn
+from test_pipeline import SENTINEL_TOKEN, meta, refresh
+
+from assets_pkg.campaigns.resources import ImageGeneratorResource
+from assets_pkg.campaigns.store import CAMPAIGNS_SCHEMA
+from assets_pkg.delta_tables import read_table
+from orchestration.definitions import CAMPAIGN_ASSETS
+from orchestration.runner import sync_segment_partitions
+
+
+def generate(resources, instance, key, api, **generator_settings) -> dg.ExecuteInProcessResult:
+    remote = {**resources, "image_generator": ImageGeneratorResource(
+        replicate_api_token=SENTINEL_TOKEN, replicate_base_url=api.base_url, **generator_settings)}
+    return dg.materialize(CAMPAIGN_ASSETS, resources=remote, instance=instance, partition_key=key,
+                          raise_on_error=False)
+
+
+def step_events(result: dg.ExecuteInProcessResult, step: str) -> list[str]:
+    return [e.event_type_value for e in result.all_events if e.step_key == step]
+
+
+def test_a_busy_image_api_is_retried_by_the_step_and_the_ad_lands(resources, instance, layout):
+    refresh(resources, instance)
+    key = sync_segment_partitions(instance, layout.segments_file)[0]
+    # One attempt per call, and the first create answers 503: the generation fails as transient.
+    with ReplicateStandIn(create_faults=[503]) as api:
+        result = generate(resources, instance, key, api, max_attempts=1)
+        paid = api.paid
+    assert result.success
+    events = step_events(result, "campaign_ad")
+    assert events.count("STEP_UP_FOR_RETRY") == 1 and events.count("STEP_RESTARTED") == 1
+    assert meta(result, "campaign_ad")["generator"].startswith("replicate/")
+    assert paid == 1  # the refused create was never charged
+    rows = sorted(read_table(layout.campaigns_table, CAMPAIGNS_SCHEMA).to_pylist(), key=lambda r: r["created_at"])
+    statuses = [r["status"] for r in rows]
+    assert statuses == ["failed", "succeeded"]  # the failed attempt is recorded, then the retry's ad
+
+
+def test_a_refused_generation_fails_at_once_without_retries(resources, instance, layout):
+    refresh(resources, instance)
+    key = sync_segment_partitions(instance, layout.segments_file)[0]
+    with ReplicateStandIn(outcome="failed", error_message="E005: flagged as sensitive") as api:
+        result = generate(resources, instance, key, api)
+        created = len(api.created)
+    assert not result.success
+    events = step_events(result, "campaign_ad")
+    assert "STEP_UP_FOR_RETRY" not in events and events.count("STEP_FAILURE") == 1
+    assert created == 1  # one paid prediction: a refusal is not worth paying for again
