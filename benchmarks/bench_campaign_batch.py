@@ -1,10 +1,11 @@
 """Campaign batch: 20 segments against a local Replicate stand-in that takes 10 s per prediction.
 
-Measures, in one run, the batch generated one segment at a time (the baseline) and with worker
-processes, and reports the ratio, the most predictions in flight at once (must stay within the
-image API limit) and the paid predictions (one per segment: retries never pay twice).
+Measures, in one run, the batch generated one segment at a time (a run per segment, one after
+the other: the baseline) and as one batch (one run over every partition, as a backfill from the UI
+or `adrag run` makes it), and reports the ratio, the most predictions in flight at once (must stay
+within the image API limit) and the paid predictions (one per segment: retries never pay twice).
 
-    .venv/bin/python benchmarks/bench_campaign_batch.py [--segments 20] [--seconds 10] [--parallel 8]
+    .venv/bin/python benchmarks/bench_campaign_batch.py [--segments 20] [--seconds 10] [--api-limit 8]
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segments", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each prediction takes")
-    parser.add_argument("--parallel", type=int, default=8, help="worker processes and image API limit")
+    parser.add_argument("--api-limit", type=int, default=8, help="generations in flight at once (ADRAG_IMAGE_API_CONCURRENCY)")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="adrag-batch-"))
     os.environ.update({"ADRAG_DATA_DIR": str(root / "data"), "DAGSTER_HOME": str(root / "dagster_home"),
                        "ADRAG_CLIP_MODEL": "adrag-tiny-clip", "ADRAG_CLIP_WEIGHTS": "random",
-                       "REPLICATE_API_TOKEN": "r8_benchmark", "ADRAG_IMAGE_API_CONCURRENCY": str(args.parallel)})
+                       "REPLICATE_API_TOKEN": "r8_benchmark", "ADRAG_IMAGE_API_CONCURRENCY": str(args.api_limit)})
     (root / "dagster_home").mkdir(parents=True)
     (root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     from orchestration.settings import apply_defaults
@@ -53,18 +54,19 @@ def main() -> None:
         keys = sync_segment_partitions(instance, where.segments_file)
 
     results = {}
-    for label, parallel in (("one segment at a time", 1), (f"{args.parallel} worker processes", args.parallel)):
+    batches = {"one segment at a time": [[key] for key in keys], "one batch": [keys]}
+    for label, runs in batches.items():
         for ad in where.campaigns_dir.rglob("ad-*.png"):  # generate again, not reuse
             ad.unlink()
         with ReplicateStandIn(seconds_before_done=args.seconds) as api:
             os.environ["ADRAG_REPLICATE_BASE_URL"] = api.base_url
             started = time.perf_counter()
-            failed = generate_segments(keys, parallel)
+            failed = [key for run in runs for key in generate_segments(run)]
             seconds = time.perf_counter() - started
             results[label] = (seconds, api.peak_in_flight(), api.paid, len(api.created), failed)
 
     baseline = results["one segment at a time"][0]
-    print(f"\n{args.segments} segments, stand-in prediction time {args.seconds:.0f} s, image API limit {args.parallel}")
+    print(f"\n{args.segments} segments, stand-in prediction time {args.seconds:.0f} s, image API limit {args.api_limit}")
     print(f"{'how':<24} {'seconds':>8} {'vs one-at-a-time':>17} {'peak in flight':>15} {'paid':>5} {'creates':>8} failed")
     for label, (seconds, peak, paid, creates, failed) in results.items():
         print(f"{label:<24} {seconds:>8.1f} {seconds / baseline:>16.2f}x {peak:>15} {paid:>5} {creates:>8} {failed or '-'}")

@@ -28,8 +28,6 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run the whole graph over an image folder")
     run.add_argument("--images", help="the source image folder (default <data dir>/images)")
     run.add_argument("--segments", nargs="*", help="segment keys to generate (default: all in the segments file)")
-    run.add_argument("--parallel", type=int, default=1,
-                     help="segments generated at once, in worker processes (for a remote image API)")
     search = commands.add_parser("search", help="text search over the index")
     search.add_argument("query")
     search.add_argument("-k", type=int, default=5)
@@ -48,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         return runner.run_demo(images_per_subject=args.images_per_subject)
     if args.command == "run":
-        return runner.run_everything(segment_keys=args.segments, parallel=args.parallel)
+        return runner.run_everything(segment_keys=args.segments)
     if args.command == "search":
         return runner.print_search(args.query, args.k)
     raise AssertionError(args.command)

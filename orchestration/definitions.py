@@ -1,27 +1,75 @@
-"""The Dagster code location: all assets, resources, jobs, the nightly schedule and the segments sensor."""
+"""The Dagster code location: all assets and checks, resources, jobs, the nightly schedule and the sensors.
+
+`dagster dev -w workspace.yaml` loads `location` (a `@dg.definitions` function) when it loads the
+code location, not at import: that is when the schedule's cron and timezone are read from the
+environment (ADRAG_REFRESH_CRON, ADRAG_REFRESH_TIMEZONE). Resources read their settings through
+`dg.EnvVar` when a run starts. `defs` (what the CLI runner and the tests import) is the same
+Definitions, built on first access.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Mapping
 
 import dagster as dg
 
-from assets_pkg.campaigns.assets import campaign_ad, campaign_candidates
+from assets_pkg.campaigns.assets import segment_campaign
 from assets_pkg.catalog.assets import image_manifest, image_mirror
+from assets_pkg.catalog.checks import manifest_quarantine_rate_within_limit, mirror_matches_manifest_images
+from assets_pkg.catalog.resources import QuarantineLimit
 from assets_pkg.embeddings.assets import image_embeddings
+from assets_pkg.embeddings.checks import embeddings_match_mirror_and_model, embeddings_quarantine_rate_within_limit
 from assets_pkg.index.assets import image_index
 from assets_pkg.index.checks import (index_matches_mirror_and_embeddings, index_recall_at_10,
                                      vectors_are_finite_unit_norm)
+from assets_pkg.index.readiness_check import index_ready_for_campaigns
 from orchestration.jobs import generate_campaigns, refresh_catalog
 from orchestration.resources import build_resources
-from orchestration.schedules import nightly_refresh_catalog
-from orchestration.sensors import segments_sensor
+from orchestration.schedules import nightly_refresh_schedule
+from orchestration.sensors import image_folder_sensor, record_run_failures, segments_sensor
+from orchestration.settings import setting
 
 CATALOG_ASSETS = [image_manifest, image_mirror, image_embeddings, image_index]
-CAMPAIGN_ASSETS = [campaign_candidates, campaign_ad]
-CATALOG_CHECKS = [index_matches_mirror_and_embeddings, index_recall_at_10, vectors_are_finite_unit_norm]
+CAMPAIGN_ASSETS = [segment_campaign]  # campaign_candidates and campaign_ad, made by one step
+# Checks that need only the pipeline's own resources (data_store, clip), run with every catalog refresh.
+CATALOG_CHECKS = [index_matches_mirror_and_embeddings, index_recall_at_10, vectors_are_finite_unit_norm,
+                  mirror_matches_manifest_images, embeddings_match_mirror_and_model, index_ready_for_campaigns]
+# Checks against a configured limit (resource `quarantine_limit`); warnings, never blocking.
+QUARANTINE_CHECKS = [manifest_quarantine_rate_within_limit, embeddings_quarantine_rate_within_limit]
+ALL_CHECKS = [*CATALOG_CHECKS, *QUARANTINE_CHECKS]
 
-defs = dg.Definitions(
-    assets=[*CATALOG_ASSETS, *CAMPAIGN_ASSETS],
-    asset_checks=CATALOG_CHECKS,
-    resources=build_resources(),
-    jobs=[refresh_catalog, generate_campaigns],
-    schedules=[nightly_refresh_catalog],
-    sensors=[segments_sensor],
-)
+
+def build_definitions(environ: Mapping[str, str] = os.environ, resources: dict | None = None) -> dg.Definitions:
+    """The code location's Definitions; the schedule's cron and timezone come from `environ` now.
+
+    `resources` replaces the environment-configured resources (tests pass the tiny model's).
+    """
+    return dg.Definitions(
+        assets=[*CATALOG_ASSETS, *CAMPAIGN_ASSETS],
+        asset_checks=ALL_CHECKS,
+        resources=resources if resources is not None else {
+            **build_resources(), "quarantine_limit": QuarantineLimit(max_rate=dg.EnvVar("ADRAG_MAX_QUARANTINE_RATE"))},
+        jobs=[refresh_catalog, generate_campaigns],
+        schedules=[nightly_refresh_schedule(setting("ADRAG_REFRESH_CRON", environ),
+                                            setting("ADRAG_REFRESH_TIMEZONE", environ))],
+        sensors=[image_folder_sensor, segments_sensor, record_run_failures],
+    )
+
+
+@dg.definitions
+def location() -> dg.Definitions:
+    return build_definitions()
+
+
+@functools.cache
+def _defs() -> dg.Definitions:
+    return build_definitions()
+
+
+def __getattr__(name: str):
+    # `from orchestration.definitions import defs` builds the Definitions then, not at import.
+    if name == "defs":
+        return _defs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

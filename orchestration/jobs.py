@@ -2,16 +2,23 @@
 
 import dagster as dg
 
+from assets_pkg.index.readiness_check import index_ready_for_campaigns
+
 CATALOG_GROUPS = ("catalog", "embeddings", "index")
 
 refresh_catalog = dg.define_asset_job(
     name="refresh_catalog",
     selection=dg.AssetSelection.groups(*CATALOG_GROUPS),
-    description="Scan the image folder and bring the mirror, embeddings and index up to date (incremental).",
+    description="Scan the image folder and bring the mirror, embeddings and index up to date (incremental; "
+                "everything is embedded again under a new model key), with every catalog asset check.",
 )
 
+# The readiness check targets image_index, which a campaign run does not materialize: selected on its
+# own it runs first in every campaign run and, being blocking, skips the campaign steps when it fails.
 generate_campaigns = dg.define_asset_job(
     name="generate_campaigns",
-    selection=dg.AssetSelection.groups("campaigns"),
-    description="Candidates and ad for segment partitions; launch a backfill to run a list of segments.",
+    selection=dg.AssetSelection.groups("campaigns") | dg.AssetSelection.checks(index_ready_for_campaigns),
+    description="Candidates and ad for segment partitions, after a blocking check that the index is ready "
+                "(non-empty, the configured model's, not older than the embeddings). Launch a backfill to run "
+                "a list of segments; re-run one failed partition alone.",
 )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +15,9 @@ from assets_pkg.delta_tables import read_table
 from assets_pkg.index.lance_index import open_index, search
 from assets_pkg.layout import DataLayout
 from orchestration.definitions import defs
+from orchestration.failures import failures_table, record_failure
 from orchestration.resources import resources_from_environment
+from orchestration.sensors import describe_failed_run
 
 
 def layout() -> DataLayout:
@@ -43,19 +43,14 @@ RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 PROJECT_SEGMENTS = Path(__file__).resolve().parent.parent / "data" / "segments.yaml"
 
 
-def run_everything(segment_keys: list[str] | None = None, parallel: int = 1) -> int:
+def run_everything(segment_keys: list[str] | None = None) -> int:
     instance = dg.DagsterInstance.get()
     where = layout()
     started = time.perf_counter()
     catalog = defs.resolve_job_def("refresh_catalog").execute_in_process(
         run_config=RUN_CONFIG, instance=instance, raise_on_error=False)
     if not catalog.success:
-        for event in catalog.all_events:
-            if event.is_step_failure:
-                error = event.event_specific_data.error
-                while error.cause is not None:  # the user-code exception under Dagster's wrapper
-                    error = error.cause
-                print(f"{event.step_key} failed: {error.message.strip()}")
+        report_failed_run(instance, where, catalog.dagster_run)
         print("refresh_catalog failed; the run is in the Dagster UI (`adrag ui`)")
         return 1
     for event in catalog.get_asset_materialization_events():
@@ -69,27 +64,64 @@ def run_everything(segment_keys: list[str] | None = None, parallel: int = 1) -> 
         return 0
     keys = sync_segment_partitions(instance, where.segments_file)
     chosen = [k for k in keys if not segment_keys or k in segment_keys]
-    failed = generate_segments(chosen, parallel)
+    failed = generate_segments(chosen)
     print_outputs(where, chosen, failed, time.perf_counter() - started)
     return 1 if failed else 0
 
 
-def generate_segments(keys: list[str], parallel: int = 1) -> list[str]:
-    """Run each segment's campaign partition; returns the keys that failed.
+def generate_segments(keys: list[str], instance: dg.DagsterInstance | None = None) -> list[str]:
+    """Generate the segments' campaigns; returns the keys that failed.
 
-    With `parallel` > 1 the partitions run in that many worker processes (Dagster's in-process
-    execution is not thread-safe); the image API's slots still cap generations in flight.
+    Like a backfill launched from the UI (the campaign assets' single-run backfill policy), each
+    stretch of consecutive partitions is one run, in which generations wait on the image API
+    together, up to its concurrency limit.
     """
-    if parallel <= 1 or len(keys) <= 1:
-        return [key for key in keys if not generate_segment(key)]
-    with ProcessPoolExecutor(max_workers=min(parallel, len(keys)), mp_context=get_context("spawn")) as pool:
-        return [key for key, ok in zip(keys, pool.map(generate_segment, keys)) if not ok]
+    if instance is None:
+        with dg.DagsterInstance.get() as persistent:
+            return generate_segments(keys, persistent)
+    failed = []
+    ordered = instance.get_dynamic_partitions(segment_partitions.name)
+    for stretch in consecutive_stretches(ordered, keys):
+        result = defs.resolve_job_def("generate_campaigns").execute_in_process(
+            run_config=RUN_CONFIG, instance=instance, raise_on_error=False,
+            tags={PARTITION_RANGE_START: stretch[0], PARTITION_RANGE_END: stretch[-1]})
+        # From the instance: a partly failed run's materializations are in its event log, not in `result`.
+        records = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
+                                               limit=100_000).records
+        made = {r.asset_materialization.partition for r in records
+                if r.asset_materialization.asset_key == dg.AssetKey("campaign_ad")}
+        failed.extend(key for key in stretch if key not in made)
+        if not result.success:
+            report_failed_run(instance, layout(), result.dagster_run)
+    return failed
 
 
-def generate_segment(key: str) -> bool:
-    with dg.DagsterInstance.get() as instance:
-        return defs.resolve_job_def("generate_campaigns").execute_in_process(
-            run_config=RUN_CONFIG, instance=instance, partition_key=key, raise_on_error=False).success
+def report_failed_run(instance: dg.DagsterInstance, where: DataLayout, run: dg.DagsterRun) -> None:
+    """Say why the run failed (each step's error, each failed check's advice) and record it where the
+    run-failure sensor does: CLI runs are in-process, so no daemon may be watching."""
+    failure = describe_failed_run(instance, run)
+    for reason in failure.error.split(" | "):
+        print(f"  {reason}")
+    record_failure(failures_table(where.lake_dir), failure)
+
+
+# The run tags Dagster's own single-run backfills put on a run over a range of partitions.
+PARTITION_RANGE_START = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END = "dagster/asset_partition_range_end"
+
+
+def consecutive_stretches(ordered: list[str], chosen: list[str]) -> list[list[str]]:
+    """The chosen keys as runs of neighbours in partition order: each becomes one partition-range run."""
+    wanted = set(chosen)
+    stretches: list[list[str]] = []
+    previous_chosen = False
+    for key in ordered:
+        if key in wanted:
+            if not previous_chosen:
+                stretches.append([])
+            stretches[-1].append(key)
+        previous_chosen = key in wanted
+    return stretches
 
 
 def run_demo(images_per_subject: int = 12) -> int:

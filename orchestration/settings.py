@@ -9,7 +9,7 @@ with `setdefault` (a value in the environment always wins) before it runs anythi
 from __future__ import annotations
 
 import os
-from typing import MutableMapping
+from typing import Mapping, MutableMapping
 
 DEFAULTS = {
     "ADRAG_DATA_DIR": "data",  # the local volume: images/, brand/, segments.yaml and generated tables
@@ -23,6 +23,9 @@ DEFAULTS = {
     "ADRAG_MLFLOW_UI_URL": "http://127.0.0.1:5000",  # the MLflow UI (`adrag mlflow`) Dagster links runs to
     "ADRAG_GPU_CONCURRENCY": "1",  # embedding steps running at once on this machine, across all runs
     "ADRAG_IMAGE_API_CONCURRENCY": "4",  # generations in flight at once on this machine, across all runs
+    "ADRAG_REFRESH_CRON": "0 2 * * *",  # when the nightly refresh_catalog schedule runs (read when the code loads)
+    "ADRAG_REFRESH_TIMEZONE": "UTC",  # the schedule's IANA timezone, e.g. Europe/Berlin
+    "ADRAG_MAX_QUARANTINE_RATE": "0.05",  # quarantine-rate checks warn above this share of the folder's files
 }
 OFFLINE = {"ADRAG_CLIP_MODEL": "adrag-tiny-clip", "ADRAG_CLIP_WEIGHTS": "random"}
 
@@ -30,4 +33,14 @@ OFFLINE = {"ADRAG_CLIP_MODEL": "adrag-tiny-clip", "ADRAG_CLIP_WEIGHTS": "random"
 def apply_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
     for name, value in DEFAULTS.items():
         environ.setdefault(name, value)
+
+
+def setting(name: str, environ: Mapping[str, str] = os.environ) -> str:
+    """A setting's value now: the environment's when set and not blank, else the default.
+
+    For what Dagster needs when it loads the code location (the schedule's cron and timezone),
+    which no `dg.EnvVar` can supply. Call it at load time, never at import time.
+    """
+    value = environ.get(name, "").strip()
+    return value or DEFAULTS[name]
 

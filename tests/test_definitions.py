@@ -25,7 +25,9 @@ def test_definitions_hold_assets_jobs_schedule_and_sensor():
         assert node.group_name in {"catalog", "embeddings", "index", "campaigns"}
     assert defs.resolve_job_def("refresh_catalog") and defs.resolve_job_def("generate_campaigns")
     assert defs.resolve_schedule_def("nightly_refresh_catalog").cron_schedule == "0 2 * * *"
-    assert defs.resolve_sensor_def("segments_sensor")
+    assert defs.resolve_sensor_def("segments_sensor").job_name == "generate_campaigns"
+    assert defs.resolve_sensor_def("image_folder_sensor").job_name == "refresh_catalog"
+    assert defs.resolve_sensor_def("record_run_failures").default_status == dg.DefaultSensorStatus.RUNNING
     partitions = graph.get(dg.AssetKey("campaign_ad")).partitions_def
     assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "segments"
 

@@ -32,7 +32,7 @@ def test_a_busy_image_api_is_retried_by_the_step_and_the_ad_lands(resources, ins
         result = generate(resources, instance, key, api, max_attempts=1)
         paid = api.paid
     assert result.success
-    events = step_events(result, "campaign_ad")
+    events = step_events(result, "segment_campaign")
     assert events.count("STEP_UP_FOR_RETRY") == 1 and events.count("STEP_RESTARTED") == 1
     assert meta(result, "campaign_ad")["generator"].startswith("replicate/")
     assert paid == 1  # the refused create was never charged
@@ -48,6 +48,6 @@ def test_a_refused_generation_fails_at_once_without_retries(resources, instance,
         result = generate(resources, instance, key, api)
         created = len(api.created)
     assert not result.success
-    events = step_events(result, "campaign_ad")
+    events = step_events(result, "segment_campaign")
     assert "STEP_UP_FOR_RETRY" not in events and events.count("STEP_FAILURE") == 1
     assert created == 1  # one paid prediction: a refusal is not worth paying for again

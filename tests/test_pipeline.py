@@ -133,7 +133,7 @@ def test_two_segments_generate_ads_with_the_local_compositor(resources, instance
         result = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=key)
         assert result.success
         ad = meta(result, "campaign_ad")
-        assert Path(ad["ad"]).is_file() and Path(ad["ad"]).parent == layout.campaigns_dir / key
+        assert Path(ad["ad_file"]).is_file() and Path(ad["ad_file"]).parent == layout.campaigns_dir / key
         assert ad["reused"] is False and ad["generator"] == "local-compositor/v1"
 
     candidates = read_table(layout.candidates_table, CANDIDATES_SCHEMA).to_pylist()
@@ -164,7 +164,7 @@ def test_two_segments_generate_ads_with_the_local_compositor(resources, instance
 
     # Another seed makes another ad.
     other = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=keys[1],
-                           run_config={"ops": {"campaign_ad": {"config": {"seed_index": 2}}}})
+                           run_config={"ops": {"segment_campaign": {"config": {"seed_index": 2}}}})
     assert meta(other, "campaign_ad")["reused"] is False
     assert len(sorted(layout.campaigns_dir.rglob("ad-*.png"))) == 3
 
@@ -210,7 +210,7 @@ def test_replicate_generator_in_the_pipeline_pays_once_and_leaks_no_token(resour
         [created] = api.created
         assert created["model"] == "flux-kontext-apps/multi-image-kontext-max"
         assert "Outdoor-loving dog owners" in created["input"]["prompt"]
-        assert Path(ad["ad"]).read_bytes() == next(iter(api.served.values()))
+        assert Path(ad["ad_file"]).read_bytes() == next(iter(api.served.values()))
         assert api.auth_headers[0] == f"Bearer {SENTINEL_TOKEN}"
 
         again = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=keys[1])
