@@ -1,12 +1,18 @@
-"""LanceDB index: exact sync with the embeddings, IVF_PQ recall against exact search, label filters."""
+"""LanceDB index: exact sync with the embeddings, IVF_SQ recall against exact search, label filters,
+retraining as the table grows."""
 
 from __future__ import annotations
+
+import re
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from assets_pkg.index.lance_index import ann_params, catalog_labels, labels_filter, open_index, recall_at_k, search, sync_index
+from assets_pkg.index.lance_index import (MAX_INDEX_SEGMENTS, AnnParams, ann_params, catalog_labels, exact_top_k,
+                                          labels_filter, needs_training, open_index, recall_at_k, search,
+                                          sync_index, trained_params, vector_index_segments)
 
 DIM = 64
 
@@ -54,6 +60,13 @@ def test_sync_adds_deletes_and_updates_paths(tmp_path):
     assert not third.wrote and third.version == second.version
 
 
+def test_an_emptied_catalog_empties_the_index(tmp_path):
+    emb, meta = tables(clustered_vectors(20))
+    sync_index(tmp_path, "m/k", emb, meta, DIM)
+    emptied = sync_index(tmp_path, "m/k", emb.slice(0, 0), meta.slice(0, 0), DIM)
+    assert (emptied.removed, emptied.total) == (20, 0) and open_index(tmp_path, "m/k").count_rows() == 0
+
+
 def test_model_keys_get_separate_tables(tmp_path):
     emb, meta = tables(clustered_vectors(10))
     sync_index(tmp_path, "model-a", emb, meta, DIM)
@@ -62,28 +75,146 @@ def test_model_keys_get_separate_tables(tmp_path):
     assert open_index(tmp_path, "model-b").count_rows() == 3
 
 
-def test_ivf_pq_recall_at_10_with_and_without_label_filter(tmp_path):
+def test_ivf_sq_recall_at_10_with_and_without_label_filter(tmp_path):
     vectors = clustered_vectors(6000, seed=1)
     emb, meta = tables(vectors)
     changes = sync_index(tmp_path, "m", emb, meta, DIM, ann_min_rows=2000)
     assert changes.ann_built and changes.ann == ann_params(6000, DIM)
     table = open_index(tmp_path, "m")
-    assert any("vector" in index.columns for index in table.list_indices())
+    kinds = {index.columns[0]: index.index_type for index in table.list_indices()}
+    assert kinds == {"vector": "IvfSq", "labels": "LabelList"}
+    assert trained_params(table) == changes.ann  # recorded with the table, read back by a new connection
+    # The partitions asked for survive the optimize() that follows the build (with `num_partitions`
+    # LanceDB 0.40 rebuilt the index as a single partition there).
+    assert changes.ann.num_partitions == 23
+    assert 21 <= ranked_partitions(table) <= 23  # k-means may leave a partition of clustered data empty
     queries = clustered_vectors(40, seed=2)
     assert recall_at_k(table, queries, k=10) >= 0.95, recall_at_k(table, queries, k=10)
-
-    where = labels_filter(["dog"])
-    overlaps = []
-    for q in queries[:20]:
-        exact = {h.image_id for h in search(table, q, 10, where=where, exact=True)}
-        approx = search(table, q, 10, where=where)
-        assert all(h.labels == ["dog"] for h in approx)
-        overlaps.append(len(exact & {h.image_id for h in approx}) / 10)
-    assert np.mean(overlaps) >= 0.95
+    assert recall_at_k(table, queries, k=10, label="dog") >= 0.95, recall_at_k(table, queries, k=10, label="dog")
+    assert all(h.labels == ["dog"] for h in search(table, queries[0], 10, where=labels_filter(["dog"])))
 
     # Small changes do not retrain the index; the table stays in sync.
     again = sync_index(tmp_path, "m", emb.slice(0, 5990), meta, DIM, ann_min_rows=2000)
-    assert again.removed == 10 and not again.ann_built
+    assert again.removed == 10 and not again.ann_built and again.ann == changes.ann
+
+
+def ranked_partitions(table) -> int:
+    """How many centroids a query ranks, i.e. the index's partitions summed over its segments: read
+    from the query plan, because LanceDB reports no partition count."""
+    plan = table.search(np.ones(DIM, np.float32)).distance_type("cosine").limit(1).nprobes(1).analyze_plan()
+    return int(re.search(r"partitions_ranked=(\d+)", plan).group(1))
+
+
+def index_uuid(table) -> str:
+    return next(index.index_uuid for index in table.list_indices() if index.columns == ["vector"])
+
+
+def test_index_is_retrained_when_the_table_doubles_or_halves_and_dropped_below_the_threshold(tmp_path):
+    vectors = clustered_vectors(6400, seed=4)
+    emb, meta = tables(vectors)
+    first = sync_index(tmp_path, "m", emb.slice(0, 3000), meta, DIM, ann_min_rows=2000)
+    assert first.ann_built and first.ann.num_rows == 3000 and first.retrained_from is None
+    built = index_uuid(open_index(tmp_path, "m"))
+
+    # 3000 -> 5900 rows: new rows are folded into the trained partitions, not retrained.
+    grown = sync_index(tmp_path, "m", emb.slice(0, 5900), meta, DIM, ann_min_rows=2000)
+    table = open_index(tmp_path, "m")
+    assert not grown.ann_built and grown.ann.num_rows == 3000 and index_uuid(table) == built
+    assert trained_params(table).num_rows == 3000
+
+    # Past twice the training size: trained again with the parameters for the new size.
+    doubled = sync_index(tmp_path, "m", emb.slice(0, 6400), meta, DIM, ann_min_rows=2000)
+    table = open_index(tmp_path, "m")
+    assert doubled.ann_built and doubled.retrained_from == 3000
+    assert doubled.ann == trained_params(table) == ann_params(6400, DIM)
+    assert doubled.ann.num_partitions > first.ann.num_partitions
+    assert 0.9 * doubled.ann.num_partitions <= ranked_partitions(table) <= doubled.ann.num_partitions
+    assert index_uuid(table) != built
+    assert recall_at_k(table, clustered_vectors(30, seed=5), k=10) >= 0.95
+
+    # Down to half: the partitions are now too many for the rows, so it is trained again.
+    halved = sync_index(tmp_path, "m", emb.slice(0, 3200), meta, DIM, ann_min_rows=2000)
+    assert halved.ann_built and halved.retrained_from == 6400 and halved.ann == ann_params(3200, DIM)
+
+    # Below the ANN threshold flat search is exact: the indices and their record go.
+    flat = sync_index(tmp_path, "m", emb.slice(0, 1500), meta, DIM, ann_min_rows=2000)
+    table = open_index(tmp_path, "m")
+    assert flat.ann_dropped and flat.ann is None
+    assert table.list_indices() == [] and trained_params(table) is None
+    assert search(table, vectors[7], k=1)[0].image_id == f"{7:064x}"
+
+
+def test_index_is_retrained_before_its_segments_pile_up(tmp_path):
+    """Each sync that adds rows appends a delta segment to the vector index, and every query then
+    ranks and probes each one: past MAX_INDEX_SEGMENTS the index is trained afresh in one piece."""
+    emb, meta = tables(clustered_vectors(3200, seed=10))
+    sync_index(tmp_path, "m", emb.slice(0, 3000), meta, DIM, ann_min_rows=2000)
+    trained_at = []
+    for step in range(1, MAX_INDEX_SEGMENTS + 3):
+        changes = sync_index(tmp_path, "m", emb.slice(0, 3000 + 10 * step), meta, DIM, ann_min_rows=2000)
+        segments = vector_index_segments(open_index(tmp_path, "m"))
+        assert segments <= MAX_INDEX_SEGMENTS + 1
+        if changes.ann_built:
+            trained_at.append(step)
+            assert segments == 1 and changes.ann.num_rows == 3000 + 10 * step
+    assert trained_at == [MAX_INDEX_SEGMENTS + 1]
+
+
+def test_an_index_without_a_record_is_retrained(tmp_path):
+    """An index from before the record existed (this project's IVF_PQ), or one whose record was never
+    written because the run died after building it, is rebuilt rather than trusted."""
+    from lancedb.index import IvfPq
+
+    emb, meta = tables(clustered_vectors(4000, seed=6))
+    sync_index(tmp_path, "m", emb, meta, DIM)  # below the default threshold: flat, no record
+    table = open_index(tmp_path, "m")
+    table.create_index("vector", config=IvfPq(distance_type="cosine", num_partitions=4, num_sub_vectors=8))
+    assert trained_params(table) is None
+
+    changes = sync_index(tmp_path, "m", emb, meta, DIM, ann_min_rows=2000)
+    table = open_index(tmp_path, "m")
+    assert changes.ann_built and changes.added == 0
+    assert trained_params(table) == ann_params(4000, DIM)
+    assert {index.index_type for index in table.list_indices() if index.columns == ["vector"]} == {"IvfSq"}
+
+
+def test_needs_training_when_grown_or_shrunk_by_the_factor_or_chosen_differently():
+    trained = ann_params(100_000, 512)
+    assert not needs_training(trained, 100_000, 512)
+    assert not needs_training(trained, 199_999, 512) and not needs_training(trained, 50_001, 512)
+    assert needs_training(trained, 200_000, 512) and needs_training(trained, 50_000, 512)
+    assert needs_training(None, 100_000, 512)
+    assert needs_training(replace(trained, index_type="IVF_PQ"), 100_000, 512)  # an older rule's index
+    assert needs_training(replace(trained, nprobes=trained.nprobes + 1), 100_000, 512)
+    assert not needs_training(trained, 100_000, 512, index_segments=MAX_INDEX_SEGMENTS)
+    assert needs_training(trained, 100_000, 512, index_segments=MAX_INDEX_SEGMENTS + 1)
+    assert AnnParams.from_json(trained.to_json()) == trained
+    assert AnnParams.from_json('{"index_type": "IVF_PQ", "num_sub_vectors": 32}') is None
+
+
+def test_a_rare_label_gets_its_exact_top_k_when_the_probed_partitions_hold_too_few(tmp_path):
+    vectors = clustered_vectors(6000, seed=7)
+    rare = set(range(0, 6000, 400))  # 15 rows spread over the clusters
+    emb, meta = tables(vectors, labels_for=lambda i: ["rare"] if i in rare else ["common"])
+    sync_index(tmp_path, "m", emb, meta, DIM, ann_min_rows=2000)
+    table = open_index(tmp_path, "m")
+    one_probe = replace(ann_params(6000, DIM), nprobes=1)
+    where = labels_filter(["rare"])
+    hits = search(table, vectors[1], k=10, where=where, params=one_probe)
+    assert [h.image_id for h in hits] == [h.image_id for h in search(table, vectors[1], k=10, where=where, exact=True)]
+    assert len(hits) == 10 and all(h.labels == ["rare"] for h in hits)
+
+
+def test_exact_top_k_merges_batches_and_filters_on_a_label(tmp_path):
+    vectors = clustered_vectors(700, seed=8)
+    emb, meta = tables(vectors)
+    sync_index(tmp_path, "m", emb, meta, DIM)
+    table = open_index(tmp_path, "m")
+    queries = clustered_vectors(5, seed=9)
+    for label in (None, "dog"):
+        where = labels_filter([label]) if label else None
+        want = [[h.image_id for h in search(table, q, 10, where=where, exact=True)] for q in queries]
+        assert exact_top_k(table, queries, 10, label=label, batch_rows=64) == want
 
 
 def test_catalog_labels_and_filter_quoting(tmp_path):
@@ -117,36 +248,65 @@ def test_vector_soundness_report_names_nan_non_unit_and_mixed_dimensions(tmp_pat
     assert "other" not in text
 
 
-def test_ann_params_grow_with_the_table_and_fit_the_dimension():
+def test_ann_params_are_a_function_of_the_size_and_grow_with_it():
     sizes = [10_000, 100_000, 1_000_000, 10_000_000]
     for dim in (64, 512, 768):
         params = [ann_params(n, dim) for n in sizes]
+        assert params == [ann_params(n, dim) for n in sizes]
         for p, n in zip(params, sizes):
-            assert dim % p.num_sub_vectors == 0
+            assert p.index_type == "IVF_SQ" and p.num_rows == n
             assert 1 <= p.nprobes <= p.num_partitions <= n // 256
             assert p.refine_factor >= 1
-        assert [p.num_partitions for p in params] == sorted(p.num_partitions for p in params)
-        assert params[0].num_partitions < params[-1].num_partitions
+        assert [p.num_partitions for p in params] == sorted({p.num_partitions for p in params})
         assert [p.nprobes for p in params] == sorted(p.nprobes for p in params)
-    assert ann_params(1_000_000, 512).num_sub_vectors >= 32
+        # Probes grow slower than partitions: the scanned share falls as the table grows.
+        shares = [p.nprobes / p.num_partitions for p in params]
+        assert shares == sorted(shares, reverse=True)
+    assert ann_params(1_000_000, 512).num_partitions == 1000
+    assert ann_params(3000, 64).num_partitions == 11  # Lance trains at most one partition per 256 rows
 
 
-def test_ann_recall_is_measured_for_ivf_pq_and_none_for_flat(tmp_path):
+def test_index_recall_is_measured_plain_and_filtered_for_the_ann_index_and_none_for_flat(tmp_path):
     from datetime import datetime, timezone
 
     from deltalake import write_deltalake
 
     from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
-    from assets_pkg.index.consistency import MIN_RECALL_AT_10, ann_recall
+    from assets_pkg.index.consistency import MIN_RECALL_AT_10, ann_recall, index_recall
 
     vectors = clustered_vectors(6000, seed=3)
-    emb, meta = tables(vectors)
+    emb, meta = tables(vectors, labels_for=lambda i: ["dog"] if i % 3 else ["cat"])
     now = datetime.now(timezone.utc)
     write_deltalake(str(tmp_path / "e"), pa.Table.from_pylist(
         [{"image_id": i, "model_key": "m", "vector": list(v), "embedded_at": now}
          for i, v in zip(emb["image_id"].to_pylist(), vectors)], schema=EMBEDDINGS_SCHEMA))
     sync_index(tmp_path / "lance", "m", emb.slice(0, 100), meta, DIM)
-    assert ann_recall(tmp_path / "lance", tmp_path / "e", "m") is None  # flat search: exact
-    sync_index(tmp_path / "lance", "m", emb, meta, DIM, ann_min_rows=2000)
-    recall = ann_recall(tmp_path / "lance", tmp_path / "e", "m")
-    assert recall is not None and MIN_RECALL_AT_10 <= recall <= 1.0
+    assert index_recall(tmp_path / "lance", "m") is None  # flat search: exact
+    assert ann_recall(tmp_path / "lance", tmp_path / "e", "m") is None
+    changes = sync_index(tmp_path / "lance", "m", emb, meta, DIM, ann_min_rows=2000)
+    measured = index_recall(tmp_path / "lance", "m")
+    assert measured.filter_label == "dog" and measured.queries == 50  # the commonest label
+    assert MIN_RECALL_AT_10 <= measured.recall <= 1.0 and MIN_RECALL_AT_10 <= measured.filtered_recall <= 1.0
+    assert measured.params == changes.ann
+    assert ann_recall(tmp_path / "lance", tmp_path / "e", "m") == measured.recall
+
+
+def test_recall_check_measures_the_index_as_trained_after_each_build(resources, layout):
+    """The `index_recall_at_10` asset check (run after every image_index materialization) reports
+    recall plain and filtered, with the parameters of the index it measured: after the first
+    build, and again after a retrain for a doubled table."""
+    from assets_pkg.index.checks import index_recall_at_10
+
+    key = resources["clip"].encoder().model_key
+    vectors = clustered_vectors(8000, seed=11)
+    emb, meta = tables(vectors)
+    for rows in (4000, 8000):
+        changes = sync_index(layout.lance_dir, key, emb.slice(0, rows), meta, DIM, ann_min_rows=2000)
+        assert changes.ann_built
+        result = index_recall_at_10(data_store=resources["data_store"], clip=resources["clip"])
+        found = {name: value.value for name, value in result.metadata.items()}
+        assert result.passed, result.description
+        assert found["search"] == "IVF_SQ" and found["trained_rows"] == rows
+        assert found["num_partitions"] == ann_params(rows, DIM).num_partitions
+        assert found["recall_at_10"] >= 0.95 and found["filtered_recall_at_10"] >= 0.95
+        assert found["filter_label"] in {"dog", "cat"}

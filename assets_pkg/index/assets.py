@@ -14,8 +14,10 @@ from assets_pkg.resources import DataStore
     group_name="index",
     deps=[image_embeddings, image_mirror],
     kinds={"lancedb"},
-    description="LanceDB vectors of the current model key with path and labels for filtering; IVF_PQ over "
-                "cosine distance once large enough (flat search below), compacted after changes.",
+    description="LanceDB vectors of the current model key with path and labels for filtering; IVF_SQ over "
+                "cosine distance once large enough (flat search below), with parameters for the table size, "
+                "retrained when the table has doubled or halved since training or after 8 incremental updates; "
+                "compacted after changes.",
 )
 def image_index(context: dg.AssetExecutionContext, data_store: DataStore, clip: ClipModel) -> dg.MaterializeResult:
     layout = data_store.layout
@@ -31,10 +33,14 @@ def image_index(context: dg.AssetExecutionContext, data_store: DataStore, clip: 
         "removed": changes.removed,
         "metadata_updated": changes.updated,
         "lance_version": changes.version,
-        "search": "flat (exact)" if changes.ann is None else "IVF_PQ",
+        "search": "flat (exact)" if changes.ann is None else changes.ann.index_type,
     }
     if changes.ann is not None:  # its recall is measured by the index_recall_at_10 check
-        metadata.update(num_partitions=changes.ann.num_partitions, num_sub_vectors=changes.ann.num_sub_vectors,
-                        nprobes=changes.ann.nprobes, refine_factor=changes.ann.refine_factor,
-                        ann_rebuilt=changes.ann_built)
+        metadata.update(num_partitions=changes.ann.num_partitions, nprobes=changes.ann.nprobes,
+                        refine_factor=changes.ann.refine_factor, trained_rows=changes.ann.num_rows,
+                        ann_trained=changes.ann_built)
+        if changes.retrained_from is not None:
+            metadata["retrained_from_rows"] = changes.retrained_from
+    if changes.ann_dropped:
+        metadata["ann_dropped"] = True
     return dg.MaterializeResult(metadata=metadata)
