@@ -148,7 +148,7 @@ def print_outputs(where: DataLayout, keys: list[str], failed: list[str], seconds
         else:
             outcome = f"{row['output_path']}  ({row['subject']}, {row['generator_id']})"
         print(f"  {key:<32} {outcome}")
-    print(f"\ntables (Delta):  {where.lake_dir}/{{image_manifest,quarantine,image_mirror,image_embeddings,"
+    print(f"\ntables (Delta):  {where.lake_dir}/{{image_manifest,quarantine,image_mirror,image_mirror_bytes,image_embeddings,"
           "campaign_candidates,campaigns}")
     print(f"vector index:    {where.lance_dir}")
     store = resources_from_environment()["mlflow_tracking"].store(where)

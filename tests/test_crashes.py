@@ -45,7 +45,7 @@ CHILD = textwrap.dedent("""
     import assets_pkg.catalog.mirror as mirror
     import assets_pkg.embeddings.store as embedding_store
     from lancedb.table import LanceTable
-    if point == "mirror: after the append, before the delete":
+    if point == "mirror: after the bytes append, before the metadata commit":
         kill_after(mirror, "write_deltalake")
     elif point == "embeddings: after the first of several commits":
         embedding_store.COMMIT_EVERY = 2
@@ -90,7 +90,7 @@ def change_the_folder(images: Path) -> None:
 
 
 @pytest.mark.parametrize("point", [
-    "mirror: after the append, before the delete",
+    "mirror: after the bytes append, before the metadata commit",
     "embeddings: after the first of several commits",
     "index: after the delete, before the add",
 ])

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets_pkg.catalog.manifest import read_manifest, refresh_manifest
-from assets_pkg.catalog.mirror import sync_mirror
+from assets_pkg.catalog.mirror import bytes_table_of, sync_mirror
 from assets_pkg.catalog.quarantine import replace_stage_quarantine
 from assets_pkg.delta_tables import table_version
 from assets_pkg.resources import DataStore
@@ -38,8 +38,10 @@ def image_manifest(context: dg.AssetExecutionContext, data_store: DataStore) -> 
     group_name="catalog",
     deps=[image_manifest],
     kinds={"deltalake"},
-    description="One row per distinct image (sha256): bytes, metadata and current paths. Incremental: appends "
-                "new images, deletes vanished ones, updates paths of renamed ones.",
+    description="One row per distinct image (sha256): metadata and current paths in the table, bytes in an "
+                "append-only table beside it (`image_mirror_bytes`). Incremental: writes the bytes of new images only; "
+                "deletes and renames rewrite only the small metadata table; deleted images' bytes are compacted "
+                "away once they make up half of the batch they were written in.",
 )
 def image_mirror(context: dg.AssetExecutionContext, data_store: DataStore) -> dg.MaterializeResult:
     layout = data_store.layout
@@ -53,8 +55,12 @@ def image_mirror(context: dg.AssetExecutionContext, data_store: DataStore) -> dg
         "paths_updated": len(changes.moved),
         "unchanged": changes.unchanged,
         "bytes_added": changes.bytes_added,
+        "deleted_bytes_dropped": changes.bytes_dropped,
+        "live_bytes_rewritten": changes.bytes_rewritten,
+        "deleted_bytes_kept": changes.dead_bytes,
         "changed_after_scan": len(changes.changed_on_disk),
         "table_written": changes.wrote,
         "table_version": table_version(layout.mirror_table),
         "table": dg.MetadataValue.path(str(layout.mirror_table)),
+        "bytes_table_version": table_version(bytes_table_of(layout.mirror_table)),
     })

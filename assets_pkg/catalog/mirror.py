@@ -1,9 +1,39 @@
-"""The Delta mirror: one row per distinct image (content hash), its bytes and its metadata.
+"""The Delta mirror: one row per distinct image (content hash), its metadata and its bytes.
 
-The sync is incremental and touches only what changed:
-- new images are appended (one commit, bytes read from the source folder and re-hashed);
-- vanished images are deleted by id;
-- images whose paths or labels changed get a metadata-only merge on those ids.
+Layout: two Delta tables, so that the bytes written by a sync track the bytes of the images that
+changed.
+- `image_mirror` (the path the data layout names): the metadata, `MIRROR_SCHEMA` without `bytes`,
+  one row per image in the folder now. It is small (45 bytes a row compressed at 10,000 images,
+  against 10 KB or more of image) and is replaced whole, in one commit, whenever anything changed:
+  adds, deletes and path/label changes land together or not at all, and a rename writes only it.
+- `image_mirror_bytes` beside it: the bytes, keyed by content hash, append-only, partitioned by
+  `batch` (one batch per append commit of at most `BYTES_PER_COMMIT`, rows sorted by id in small
+  row groups so a read of a few ids skips the rest).
+Why: delta-rs deletes and merges are copy-on-write. With bytes and paths in one table, deleting 1%
+of the images or renaming one rewrote whole Parquet files bytes and all, far more than the bytes
+that changed. Deletion vectors would avoid that, but delta-rs 1.6 only reads them (writing is
+delta-io/delta-rs#4079 and #4512, open).
+
+What readers see: the metadata table is the mirror. Bytes are read only through
+`read_image_bytes` / `iter_image_bytes`, which return images that are in the metadata table, so
+a deleted image is gone from the mirror (and so from the embeddings and the index, which follow
+the mirror's ids) in the same sync that sees it gone from the folder.
+
+When a deleted image's bytes are physically gone: its row in the bytes table is "dead" from that
+sync on. A sync drops the dead rows of a batch once they hold at least half of the batch's bytes:
+a batch with no live row is dropped by a log-only commit that writes nothing, otherwise only that
+batch's files are rewritten, and the live bytes rewritten are at most the dead bytes dropped. So
+over any history the compaction writes at most one byte per byte deleted (amortised; one sync can
+pay for earlier deletes), and the dead bytes are bounded by the live ones. The files a commit drops
+stay on disk, as Delta keeps them for time travel, until a vacuum. `purge_deleted_bytes` drops every
+dead row now and vacuums both tables, for when a deleted image must be off the disk at once.
+
+Crash safety: bytes are committed before the metadata. A sync killed between the two leaves rows
+no metadata points at; the next sync finds them by id and reuses them (no second copy, no read
+of the file). The same reuse makes an image that comes back after a delete cost no bytes.
+
+A mirror written by the earlier one-table layout (bytes in `image_mirror`) is converted by the next
+sync: its bytes are appended to the bytes table, then the metadata replaces the table.
 The binary column carries no statistics (neither in Parquet nor in the Delta log): min/max over
 image bytes is useless and large.
 """
@@ -14,14 +44,17 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 from deltalake import ColumnProperties, WriterProperties, write_deltalake
 
 from assets_pkg.catalog.probe import content_hash
 from assets_pkg.catalog.scan import Unusable, checked_stat, read_checked
-from assets_pkg.delta_tables import exclusive, open_table, read_table, sql_in, with_commit_retry
+from assets_pkg.delta_tables import exclusive, open_table, read_table, scan, sql_in, with_commit_retry
 
+# The mirror as its readers think of it: metadata and bytes of every image. `bytes` is stored in
+# the bytes table; read it with `read_image_bytes` / `iter_image_bytes`.
 MIRROR_SCHEMA = pa.schema([
     ("image_id", pa.string()),
     ("bytes", pa.binary()),
@@ -34,12 +67,27 @@ MIRROR_SCHEMA = pa.schema([
     ("added_at", pa.timestamp("us", tz="UTC")),
 ])
 METADATA_COLUMNS = [name for name in MIRROR_SCHEMA.names if name != "bytes"]
+METADATA_SCHEMA = pa.schema([MIRROR_SCHEMA.field(name) for name in METADATA_COLUMNS])
+BYTES_SCHEMA = pa.schema([
+    ("image_id", pa.string()),
+    ("batch", pa.int64()),       # partition: the append commit that wrote the row
+    ("size_bytes", pa.int64()),  # len(bytes), so dead bytes are counted without reading them
+    ("bytes", pa.binary()),
+])
 
-WRITER_PROPERTIES = WriterProperties(
+BYTES_PER_COMMIT = 64 * 2**20  # a batch: bounds a sync's memory and what one compaction rewrites
+ROWS_PER_ROW_GROUP = 128       # ~2.5 MB of 20 KB photos: a read of a few ids skips most of a batch
+COMPACT_DEAD_SHARE = 0.5       # drop a batch's dead rows once they hold this share of its bytes
+FEW_IDS = 512                  # up to this many ids, reads filter by id in SQL (row-group pruning)
+
+WRITER_PROPERTIES = WriterProperties(  # the bytes table
     compression="ZSTD",
+    max_row_group_size=ROWS_PER_ROW_GROUP,
     column_properties={"bytes": ColumnProperties(statistics_enabled="NONE", dictionary_enabled=False)},
 )
-TABLE_CONFIGURATION = {"delta.dataSkippingStatsColumns": "image_id,format,width,height,size_bytes,added_at"}
+METADATA_WRITER_PROPERTIES = WriterProperties(compression="ZSTD")
+METADATA_CONFIGURATION = {"delta.dataSkippingStatsColumns": "image_id,format,width,height,size_bytes,added_at"}
+BYTES_CONFIGURATION = {"delta.dataSkippingStatsColumns": "image_id,size_bytes"}
 
 
 @dataclass
@@ -49,11 +97,20 @@ class MirrorChanges:
     moved: list[str] = field(default_factory=list)  # same bytes, new paths or labels
     unchanged: int = 0
     changed_on_disk: list[str] = field(default_factory=list)  # paths whose bytes changed since the scan
-    bytes_added: int = 0
+    bytes_added: int = 0       # image bytes appended to the bytes table (a re-added image costs none)
+    bytes_dropped: int = 0     # dead image bytes dropped from the bytes table by this sync's compaction
+    bytes_rewritten: int = 0   # live image bytes that compaction copied into new files
+    dead_bytes: int = 0        # image bytes of deleted images still in the bytes table after this sync
 
     @property
     def wrote(self) -> bool:
-        return bool(self.added or self.removed or self.moved)
+        return bool(self.added or self.removed or self.moved or self.bytes_dropped)
+
+
+def bytes_table_of(table: Path) -> Path:
+    """Where the bytes of the mirror at `table` live: a sibling table (never inside it: a vacuum of
+    the metadata table would delete files it does not know)."""
+    return table.with_name(table.name + "_bytes")
 
 
 def desired_state(manifest: pa.Table) -> dict[str, dict]:
@@ -73,57 +130,97 @@ def desired_state(manifest: pa.Table) -> dict[str, dict]:
 
 
 def read_mirror_metadata(table: Path) -> pa.Table:
-    return read_table(table, MIRROR_SCHEMA, METADATA_COLUMNS)
+    return read_table(table, METADATA_SCHEMA)
 
 
 def sync_mirror(table: Path, manifest: pa.Table, images_dir: Path) -> MirrorChanges:
     with exclusive(table):
+        _convert_one_table_layout(table)
         return _sync_mirror(table, manifest, images_dir)
 
 
 def _sync_mirror(table: Path, manifest: pa.Table, images_dir: Path) -> MirrorChanges:
-    want = desired_state(manifest)
-    have = {row["image_id"]: row for row in read_mirror_metadata(table).select(["image_id", "labels", "paths"]).to_pylist()}
+    want = desired_table(manifest)
+    have = read_mirror_metadata(table)
+    stored = _stored(bytes_table_of(table))
     changes = MirrorChanges()
-    changes.removed = sorted(set(have) - set(want))
-    now = datetime.now(timezone.utc)
+    want_ids, have_ids = want["image_id"].to_pylist(), have["image_id"].to_pylist()
+    have_row = {image_id: n for n, image_id in enumerate(have_ids)}
+    changes.removed = sorted(set(have_ids) - set(want_ids))
 
-    new_rows = []
-    for image_id in sorted(set(want) - set(have)):
-        entry = want[image_id]
-        data = _read_first_matching(images_dir, entry["paths"], image_id)
-        if data is None:
-            changes.changed_on_disk.extend(entry["paths"])
-            continue
-        new_rows.append({**entry, "bytes": data, "added_at": now})
-        changes.added.append(image_id)
-        changes.bytes_added += len(data)
+    entering = [i for i in want_ids if i not in have_row]
+    if entering:
+        paths_of = dict(zip(want_ids, want["paths"].to_pylist()))
+        to_read = [i for i in entering if i not in stored]
+        fetched = _read_from_folder(images_dir, paths_of, to_read, changes)
+        changes.bytes_added = _append_bytes(bytes_table_of(table), fetched, stored)
+        changes.added = [i for i in entering if i in stored]  # stored now: appended, or already there
 
-    moved = [
-        {"image_id": i, "paths": want[i]["paths"], "labels": want[i]["labels"]}
-        for i in sorted(set(want) & set(have))
-        if want[i]["paths"] != list(have[i]["paths"]) or want[i]["labels"] != list(have[i]["labels"])
-    ]
-    changes.moved = [m["image_id"] for m in moved]
-    changes.unchanged = len(set(want) & set(have)) - len(moved)
+    # Column-wise, not row dicts: at 10,000+ images the per-row objects were most of a quiet sync's time.
+    want_paths, want_labels = want["paths"].to_pylist(), want["labels"].to_pylist()
+    have_paths, have_labels = have["paths"].to_pylist(), have["labels"].to_pylist()
+    common = [(n, have_row[i]) for n, i in enumerate(want_ids) if i in have_row]
+    changes.moved = sorted(want_ids[n] for n, h in common
+                           if want_paths[n] != have_paths[h] or want_labels[n] != have_labels[h])
+    changes.unchanged = len(common) - len(changes.moved)
+    if changes.added or changes.removed or changes.moved:
+        _replace_metadata(table, _next_metadata(want, have, have_row, set(changes.added)))
 
-    if new_rows:
-        data = pa.Table.from_pylist(new_rows, schema=MIRROR_SCHEMA)
-        with_commit_retry(lambda: write_deltalake(
-            str(table), data, mode="append", writer_properties=WRITER_PROPERTIES,
-            configuration=TABLE_CONFIGURATION))
-    if changes.removed:
-        with_commit_retry(lambda: open_table(table).delete(sql_in("image_id", changes.removed),
-                                                             writer_properties=WRITER_PROPERTIES))
-    if moved:
-        source = pa.Table.from_pylist(moved, schema=pa.schema([MIRROR_SCHEMA.field(n) for n in ("image_id", "paths", "labels")]))
-        with_commit_retry(lambda: (
-            open_table(table)
-            .merge(source, predicate="t.image_id = s.image_id", source_alias="s", target_alias="t",
-                   writer_properties=WRITER_PROPERTIES)
-            .when_matched_update({"paths": "s.paths", "labels": "s.labels"})
-            .execute()))
+    live = {want_ids[n] for n, _ in common} | set(changes.added)
+    _compact(bytes_table_of(table), stored, live, changes)
     return changes
+
+
+def desired_table(manifest: pa.Table) -> pa.Table:
+    """`desired_state` as a table sorted by image_id (METADATA_SCHEMA without added_at)."""
+    ordered = manifest.sort_by([("image_id", "ascending"), ("path", "ascending")])
+    ids, paths, labels = (ordered[c].to_pylist() for c in ("image_id", "path", "labels"))
+    firsts, grouped_paths, grouped_labels = [], [], []
+    for n, image_id in enumerate(ids):
+        if n and ids[n - 1] == image_id:  # another path of the same bytes
+            grouped_paths[-1].append(paths[n])
+            grouped_labels[-1] = sorted(set(grouped_labels[-1]) | set(labels[n] or []))
+        else:
+            firsts.append(n)
+            grouped_paths.append([paths[n]])
+            grouped_labels.append(sorted(set(labels[n] or [])))
+    facts = ordered.take(pa.array(firsts, pa.int64()))
+    return pa.table({
+        **{c: facts[c] for c in ("image_id", "format", "width", "height", "size_bytes")},
+        "labels": pa.array(grouped_labels, pa.list_(pa.string())),
+        "paths": pa.array(grouped_paths, pa.list_(pa.string())),
+    })
+
+
+def _next_metadata(want: pa.Table, have: pa.Table, have_row: dict[str, int], added: set[str]) -> pa.Table:
+    """The metadata table after this sync: every wanted image already in the mirror or added now,
+    keeping each one's first `added_at`."""
+    keep, added_at = [], []
+    have_added_at = have["added_at"].to_pylist()
+    now = datetime.now(timezone.utc)
+    for n, image_id in enumerate(want["image_id"].to_pylist()):
+        if image_id in have_row:
+            keep.append(n)
+            added_at.append(have_added_at[have_row[image_id]])
+        elif image_id in added:
+            keep.append(n)
+            added_at.append(now)
+    rows = want.take(pa.array(keep, pa.int64()))
+    columns = {c: rows[c] for c in METADATA_COLUMNS if c != "added_at"}
+    columns["added_at"] = pa.array(added_at, METADATA_SCHEMA.field("added_at").type)
+    return pa.table(columns).select(METADATA_COLUMNS).cast(METADATA_SCHEMA)
+
+
+def _read_from_folder(images_dir: Path, paths_of: dict[str, list[str]], image_ids: list[str],
+                      changes: MirrorChanges) -> Iterator[tuple[str, bytes]]:
+    """(image_id, bytes) of the images to store, read lazily; images whose files changed since the
+    scan are noted in `changes.changed_on_disk` instead."""
+    for image_id in image_ids:
+        data = _read_first_matching(images_dir, paths_of[image_id], image_id)
+        if data is None:
+            changes.changed_on_disk.extend(paths_of[image_id])
+        else:
+            yield image_id, data
 
 
 def _read_first_matching(images_dir: Path, paths: list[str], image_id: str) -> bytes | None:
@@ -144,17 +241,171 @@ def _read_first_matching(images_dir: Path, paths: list[str], image_id: str) -> b
     return None
 
 
+# The bytes table ---------------------------------------------------------------------------------
+
+def _stored(bytes_table: Path) -> dict[str, tuple[int, int]]:
+    """image_id -> (batch, size) of every row in the bytes table, live or dead (no bytes are read)."""
+    rows = read_table(bytes_table, BYTES_SCHEMA, ["image_id", "batch", "size_bytes"])
+    return {i: (b, s) for i, b, s in zip(rows["image_id"].to_pylist(), rows["batch"].to_pylist(),
+                                         rows["size_bytes"].to_pylist())}
+
+
+def _append_bytes(bytes_table: Path, images: Iterable[tuple[str, bytes]], stored: dict[str, tuple[int, int]]) -> int:
+    """Append the images not stored yet, one commit (and batch) per `BYTES_PER_COMMIT`; records
+    them in `stored` and returns the bytes appended."""
+    batch = max((b for b, _ in stored.values()), default=-1) + 1
+    pending: list[tuple[str, bytes]] = []
+    pending_bytes = appended = 0
+
+    def commit() -> None:
+        nonlocal batch, pending, pending_bytes
+        pending.sort()  # sorted ids give each row group a narrow id range for pruning
+        data = pa.Table.from_arrays([
+            pa.array([i for i, _ in pending], pa.string()), pa.array([batch] * len(pending), pa.int64()),
+            pa.array([len(d) for _, d in pending], pa.int64()), pa.array([d for _, d in pending], pa.binary()),
+        ], schema=BYTES_SCHEMA)
+        with_commit_retry(lambda: write_deltalake(
+            str(bytes_table), data, mode="append", partition_by=["batch"], writer_properties=WRITER_PROPERTIES,
+            configuration=BYTES_CONFIGURATION))
+        stored.update({i: (batch, len(d)) for i, d in pending})
+        batch, pending, pending_bytes = batch + 1, [], 0
+
+    pending_ids: set[str] = set()
+    for image_id, data in images:
+        if image_id in stored or image_id in pending_ids:
+            continue
+        pending_ids.add(image_id)
+        pending.append((image_id, data))
+        pending_bytes += len(data)
+        appended += len(data)
+        if pending_bytes >= BYTES_PER_COMMIT:
+            commit()
+    if pending:
+        commit()
+    return appended
+
+
+def _compact(bytes_table: Path, stored: dict[str, tuple[int, int]], live: set[str], changes: MirrorChanges,
+             dead_share: float = COMPACT_DEAD_SHARE) -> None:
+    """Drop the dead rows of every batch whose dead bytes reach `dead_share` of its bytes, in one commit."""
+    live_bytes: dict[int, int] = {}
+    dead: dict[int, list[str]] = {}
+    dead_bytes: dict[int, int] = {}
+    for image_id, (batch, size) in stored.items():
+        if image_id in live:
+            live_bytes[batch] = live_bytes.get(batch, 0) + size
+        else:
+            dead.setdefault(batch, []).append(image_id)
+            dead_bytes[batch] = dead_bytes.get(batch, 0) + size
+    due = sorted(b for b in dead if dead_bytes[b] >= dead_share * (dead_bytes[b] + live_bytes.get(b, 0)))
+    changes.dead_bytes = sum(dead_bytes[b] for b in dead if b not in due)
+    if not due:
+        return
+    # A batch with no live row goes by its partition value alone: delta-rs then removes its files
+    # from the log without reading or writing them.
+    predicate = " OR ".join(f"batch = {b}" if b not in live_bytes
+                            else f"(batch = {b} AND {sql_in('image_id', dead[b])})" for b in due)
+    with_commit_retry(lambda: open_table(bytes_table).delete(predicate, writer_properties=WRITER_PROPERTIES))
+    changes.bytes_dropped = sum(dead_bytes[b] for b in due)
+    changes.bytes_rewritten = sum(live_bytes.get(b, 0) for b in due)
+    for b in due:
+        for image_id in dead[b]:
+            del stored[image_id]
+
+
+def _replace_metadata(table: Path, metadata: pa.Table) -> None:
+    with_commit_retry(lambda: write_deltalake(
+        str(table), metadata, mode="overwrite", schema_mode="overwrite", writer_properties=METADATA_WRITER_PROPERTIES,
+        configuration=METADATA_CONFIGURATION))
+
+
+def _convert_one_table_layout(table: Path) -> None:
+    """Move the bytes out of a mirror written by the one-table layout (a no-op otherwise).
+
+    Bytes first, metadata second: killed in between, the next sync finds the bytes stored and only
+    replaces the table.
+    """
+    old = open_table(table)
+    if old is None or "bytes" not in {f.name for f in old.schema().fields}:
+        return
+    stored = _stored(bytes_table_of(table))
+
+    def old_rows() -> Iterator[tuple[str, bytes]]:
+        for batch in scan(table, MIRROR_SCHEMA, ["image_id", "bytes"]):
+            yield from zip(batch.column("image_id").to_pylist(), batch.column("bytes").to_pylist())
+
+    _append_bytes(bytes_table_of(table), old_rows(), stored)
+    _replace_metadata(table, read_mirror_metadata(table))
+
+
+# Reads -------------------------------------------------------------------------------------------
+
+def iter_image_bytes(table: Path, image_ids: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+    """Stream (image_id, bytes) of the given images that are in the mirror, each once, in no order.
+
+    Only the batches (partitions) holding them are read; with few ids the id filter goes to the
+    query too, so Parquet row groups outside their ids are skipped.
+    """
+    wanted = set(image_ids)
+    if not wanted:
+        return
+    live = set(_column(table, METADATA_SCHEMA, "image_id", wanted))
+    if not live:
+        return
+    rows = read_table(bytes_table_of(table), BYTES_SCHEMA, ["image_id", "batch"], _ids_filter(live))
+    batches = sorted({b for i, b in zip(rows["image_id"].to_pylist(), rows["batch"].to_pylist()) if i in live})
+    if not batches:
+        return
+    where = f"batch IN ({','.join(map(str, batches))})"
+    if len(live) <= FEW_IDS:
+        where += f" AND {sql_in('image_id', sorted(live))}"
+    seen: set[str] = set()
+    for batch in scan(bytes_table_of(table), BYTES_SCHEMA, ["image_id", "bytes"], where):
+        ids = batch.column("image_id").to_pylist()
+        for n, image_id in enumerate(ids):
+            if image_id in live and image_id not in seen:
+                seen.add(image_id)
+                yield image_id, batch.column("bytes")[n].as_py()
+
+
 def read_image_bytes(table: Path, image_ids: list[str]) -> dict[str, bytes]:
-    """The bytes of a few images, by id."""
-    if not image_ids:
-        return {}
-    rows = read_table(table, MIRROR_SCHEMA, ["image_id", "bytes"], sql_in("image_id", image_ids))
-    return dict(zip(rows["image_id"].to_pylist(), rows["bytes"].to_pylist()))
+    """The bytes of a few images, by id (images not in the mirror are left out)."""
+    return dict(iter_image_bytes(table, image_ids))
 
 
 def first_paths(table: Path, image_ids: list[str]) -> dict[str, str]:
     """A display path for each of a few images, by id."""
     if not image_ids:
         return {}
-    rows = read_table(table, MIRROR_SCHEMA, ["image_id", "paths"], sql_in("image_id", image_ids))
+    rows = read_table(table, METADATA_SCHEMA, ["image_id", "paths"], sql_in("image_id", image_ids))
     return {r["image_id"]: (r["paths"] or [r["image_id"]])[0] for r in rows.to_pylist()}
+
+
+def purge_deleted_bytes(table: Path) -> int:
+    """Drop every deleted image's bytes now and vacuum both tables: afterwards no file of the mirror
+    holds them (for an erasure request). Returns the bytes dropped.
+
+    Why it is not run by every sync: the vacuum removes the files older versions read, so time
+    travel to before this call and readers still on an old snapshot lose them.
+    """
+    with exclusive(table):
+        bytes_table = bytes_table_of(table)
+        stored = _stored(bytes_table)
+        changes = MirrorChanges()
+        live = set(_column(table, METADATA_SCHEMA, "image_id"))
+        _compact(bytes_table, stored, live, changes, dead_share=0.0)
+        for path in (table, bytes_table):
+            if (dt := open_table(path)) is not None:
+                dt.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+        return changes.bytes_dropped
+
+
+def _ids_filter(ids: set[str]) -> str | None:
+    """A SQL filter on image_id for a few ids; None (read the column whole) for many: a filter of
+    100,000 literals costs more to plan than reading one string column."""
+    return sql_in("image_id", sorted(ids)) if len(ids) <= FEW_IDS else None
+
+
+def _column(table: Path, schema: pa.Schema, name: str, among: set[str] | None = None) -> list[str]:
+    values = read_table(table, schema, [name], _ids_filter(among) if among is not None else None)[name].to_pylist()
+    return values if among is None else [v for v in values if v in among]

@@ -44,13 +44,17 @@ def image_embeddings(context: dg.AssetExecutionContext, data_store: DataStore, c
     for path, _, reason in failed:
         context.log.warning(f"quarantined {path!r}: {reason}")
 
-    run_id = mlflow_tracking.store(layout).log(RunRecord(
-        experiment="image-embeddings", run_name=f"embed-{changes.embedded}",
-        params={"model_key": encoder.model_key, "device": encoder.device, "batch_size": encoder.batch_size},
-        metrics={"embedded": changes.embedded, "removed": changes.removed, "unchanged": changes.unchanged,
-                 "failed": len(changes.failed), "seconds": changes.seconds, "images_per_s": changes.rate},
-        tags={"stage": STAGE, "dagster_run_id": context.run.run_id},
-    ))
+    run_id = None
+    # A run that changed nothing logs no MLflow run: an empty run per nightly refresh would bury the
+    # real ones, and importing MLflow in a fresh run process costs seconds for nothing.
+    if changes.embedded or changes.removed or changes.failed:
+        run_id = mlflow_tracking.store(layout).log(RunRecord(
+            experiment="image-embeddings", run_name=f"embed-{changes.embedded}",
+            params={"model_key": encoder.model_key, "device": encoder.device, "batch_size": encoder.batch_size},
+            metrics={"embedded": changes.embedded, "removed": changes.removed, "unchanged": changes.unchanged,
+                     "failed": len(changes.failed), "seconds": changes.seconds, "images_per_s": changes.rate},
+            tags={"stage": STAGE, "dagster_run_id": context.run.run_id},
+        ))
     return dg.MaterializeResult(metadata={
         "model_key": encoder.model_key,
         "dim": encoder.dim,

@@ -11,14 +11,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets_pkg.catalog.mirror import MIRROR_SCHEMA
-from assets_pkg.delta_tables import append, exclusive, open_table, read_table, scan, sql_in, sql_literal, with_commit_retry
+from assets_pkg.catalog.mirror import METADATA_SCHEMA, iter_image_bytes
+from assets_pkg.delta_tables import append, exclusive, open_table, read_table, sql_in, sql_literal, with_commit_retry
 from assets_pkg.embeddings.encode import ClipEncoder
 
 EMBEDDINGS_SCHEMA = pa.schema([
@@ -62,7 +62,7 @@ def sync_embeddings(table: Path, mirror_table: Path, encoder: ClipEncoder,
 
 def _sync_embeddings(table: Path, mirror_table: Path, encoder: ClipEncoder,
                      on_progress: Callable[[int, int, float], None] | None, skip_ids: set[str]) -> EmbeddingChanges:
-    mirror_ids = set(read_table(mirror_table, MIRROR_SCHEMA, ["image_id"])["image_id"].to_pylist())
+    mirror_ids = set(read_table(mirror_table, METADATA_SCHEMA, ["image_id"])["image_id"].to_pylist())
     all_rows = read_table(table, EMBEDDINGS_SCHEMA, ["image_id", "model_key"])
     have_any = set(all_rows["image_id"].to_pylist())
     have = set(pc.filter(all_rows["image_id"], pc.equal(all_rows["model_key"], encoder.model_key)).to_pylist())
@@ -81,7 +81,7 @@ def _sync_embeddings(table: Path, mirror_table: Path, encoder: ClipEncoder,
     started = time.perf_counter()
     pending: list[pa.Table] = []
     pending_rows = 0
-    for batch in encoder.encode_images(_mirror_images(mirror_table, todo)):
+    for batch in encoder.encode_images(iter_image_bytes(mirror_table, todo)):
         changes.failed.extend(batch.failed)
         if batch.image_ids:
             pending.append(_rows(batch.image_ids, encoder.model_key, batch.vectors))
@@ -96,12 +96,6 @@ def _sync_embeddings(table: Path, mirror_table: Path, encoder: ClipEncoder,
         append(table, pa.concat_tables(pending))
     changes.seconds = time.perf_counter() - started
     return changes
-
-
-def _mirror_images(mirror_table: Path, image_ids: list[str]) -> Iterator[tuple[str, bytes]]:
-    """Stream (image_id, bytes) for the given ids without holding the whole mirror in memory."""
-    for batch in scan(mirror_table, MIRROR_SCHEMA, ["image_id", "bytes"], sql_in("image_id", image_ids)):
-        yield from zip(batch.column("image_id").to_pylist(), batch.column("bytes").to_pylist())
 
 
 def _rows(image_ids: list[str], model_key: str, vectors: np.ndarray) -> pa.Table:
