@@ -71,6 +71,14 @@ def configure_environment(args: argparse.Namespace) -> None:
 
 
 def launch_ui() -> int:
+    import dagster as dg
+
+    from orchestration.pools import apply_pool_limits
+
+    # Runs launched from the UI queue on the `gpu` and `image_api` pools (the UI shows them under
+    # Deployment > Concurrency). CLI runs on this instance then claim pool slots too.
+    with dg.DagsterInstance.get() as instance:
+        apply_pool_limits(instance)
     root = Path(__file__).resolve().parent.parent
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(root / "workspace.yaml")]
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} {' '.join(command)}", flush=True)

@@ -86,6 +86,12 @@ def test_asset_graph_shows_every_asset(stack: Stack, page):
     page.screenshot(path=str(SCREENSHOTS / "01-asset-graph.png"))
 
 
+def test_the_ui_instance_limits_the_gpu_and_image_api_pools(stack: Stack):
+    limits = graphql(stack.dagster_url, "{ instance { concurrencyLimits { concurrencyKey slotCount } } }")
+    slots = {entry["concurrencyKey"]: entry["slotCount"] for entry in limits["instance"]["concurrencyLimits"]}
+    assert slots == {"gpu": 1, "image_api": 4}  # `adrag ui` sets them from the concurrency settings' defaults
+
+
 def test_campaign_candidates_show_the_contact_sheet(stack: Stack, page):
     image = open_markdown_picture(page, stack, "campaign_candidates", "contact_sheet")
     assert image["alt"] == f"{SEGMENT_NAME}: top 3"
