@@ -152,7 +152,7 @@ def print_outputs(where: DataLayout, keys: list[str], failed: list[str], seconds
           "campaign_candidates,campaigns}")
     print(f"vector index:    {where.lance_dir}")
     store = resources_from_environment()["mlflow_tracking"].store(where)
-    print(f"MLflow runs:     {store.tracking_uri}  (browse: mlflow ui --backend-store-uri {store.tracking_uri})")
+    print(f"MLflow runs:     {store.tracking_uri}  (browse: adrag mlflow, then {store.ui_url or 'its address'})")
     print("Dagster UI:      adrag ui")
 
 
