@@ -89,14 +89,12 @@ def launch_ui() -> int:
 def launch_mlflow_ui() -> int:
     from urllib.parse import urlsplit
 
-    from assets_pkg.layout import DataLayout
-    from assets_pkg.tracking import default_tracking_uri
+    from orchestration.resources import resources_from_environment
 
-    address = urlsplit(os.environ["ADRAG_MLFLOW_UI_URL"])
-    mlflow_dir = DataLayout.under(os.environ["ADRAG_DATA_DIR"]).mlflow_dir
-    mlflow_dir.mkdir(parents=True, exist_ok=True)
-    store = os.environ["MLFLOW_TRACKING_URI"] or default_tracking_uri(mlflow_dir)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store,
+    resources = resources_from_environment()
+    store = resources["mlflow_tracking"].store(resources["data_store"].layout)  # the store the runs log to
+    address = urlsplit(store.ui_url)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.tracking_uri,
                "--host", address.hostname or "127.0.0.1", "--port", str(address.port or 5000)]
     print(" ".join(command), flush=True)
     os.execv(sys.executable, command)

@@ -22,9 +22,8 @@ from assets_pkg.catalog.resources import QuarantineLimit
 from assets_pkg.embeddings.assets import image_embeddings
 from assets_pkg.embeddings.checks import embeddings_match_mirror_and_model, embeddings_quarantine_rate_within_limit
 from assets_pkg.index.assets import image_index
-from assets_pkg.index.checks import (index_matches_mirror_and_embeddings, index_recall_at_10,
-                                     vectors_are_finite_unit_norm)
-from assets_pkg.index.readiness_check import index_ready_for_campaigns
+from assets_pkg.index.checks import (index_matches_mirror_and_embeddings, index_ready_for_campaigns,
+                                     index_recall_at_10, vectors_are_finite_unit_norm)
 from orchestration.jobs import generate_campaigns, refresh_catalog
 from orchestration.resources import build_resources
 from orchestration.schedules import nightly_refresh_schedule

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets_pkg.index.readiness_check import index_ready_for_campaigns
+from assets_pkg.index.checks import index_ready_for_campaigns
 
 CATALOG_GROUPS = ("catalog", "embeddings", "index")
 

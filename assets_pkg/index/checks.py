@@ -1,4 +1,8 @@
-"""Asset checks run with every catalog materialization: the tables agree and the vectors are sound."""
+"""Asset checks run with every catalog materialization: the tables agree and the vectors are sound.
+
+`index_ready_for_campaigns` is also the blocking check before generation: `generate_campaigns`
+selects it, so it runs first in every campaign run and its failure skips the campaign steps.
+"""
 
 import dagster as dg
 
@@ -6,6 +10,7 @@ from assets_pkg.embeddings.assets import image_embeddings
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.index.assets import image_index
 from assets_pkg.index.consistency import MIN_RECALL_AT_10, Report, index_recall, tables_agree, vectors_are_sound
+from assets_pkg.index.readiness import index_readiness
 from assets_pkg.resources import DataStore
 
 
@@ -15,6 +20,26 @@ def index_matches_mirror_and_embeddings(data_store: DataStore, clip: ClipModel) 
     layout = data_store.layout
     return _result(tables_agree(layout.mirror_table, layout.embeddings_table, layout.lance_dir,
                                 clip.encoder().model_key))
+
+
+@dg.asset_check(asset=image_index, blocking=True,
+                description="Before generation: the index of the configured model key exists, is not empty, and is "
+                            "not older than the embeddings. When it fails, campaign steps do not run; the "
+                            "description says what to do.")
+def index_ready_for_campaigns(context: dg.AssetCheckExecutionContext, data_store: DataStore,
+                              clip: ClipModel) -> dg.AssetCheckResult:
+    layout = data_store.layout
+    encoder = clip.encoder()
+    readiness = index_readiness(layout.lance_dir, layout.embeddings_table, layout.mirror_table,
+                                encoder.model_key, encoder.dim)
+    if not readiness.ready:
+        context.log.error(readiness.message())
+    return dg.AssetCheckResult(
+        passed=readiness.ready,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=readiness.message(),
+        metadata={"model_key": encoder.model_key, **readiness.facts},
+    )
 
 
 @dg.asset_check(asset=image_embeddings, blocking=True,
