@@ -12,7 +12,7 @@ from assets_pkg.campaigns.partitions import segment_partitions
 from assets_pkg.campaigns.segments import load_segments
 from assets_pkg.campaigns.store import CAMPAIGNS_SCHEMA
 from assets_pkg.delta_tables import read_table
-from assets_pkg.index.lance_index import open_index, search
+from assets_pkg.index.lance_index import open_reader
 from assets_pkg.layout import DataLayout
 from orchestration.definitions import defs
 from orchestration.failures import failures_table, record_failure
@@ -159,10 +159,10 @@ def print_outputs(where: DataLayout, keys: list[str], failed: list[str], seconds
 def print_search(query: str, k: int) -> int:
     resources = resources_from_environment()
     encoder = resources["clip"].encoder()
-    table = open_index(resources["data_store"].layout.lance_dir, encoder.model_key)
-    if table is None:
+    reader = open_reader(resources["data_store"].layout.lance_dir, encoder.model_key)
+    if reader is None:
         print(f"no index for model {encoder.model_key}: run `adrag run` (or `adrag demo`) first")
         return 1
-    for rank, hit in enumerate(search(table, encoder.encode_texts([query])[0], k=k), start=1):
+    for rank, hit in enumerate(reader.search(encoder.encode_texts([query])[0], k=k), start=1):
         print(f"{rank:>2}. {hit.score:.4f}  {hit.path}  [{', '.join(hit.labels)}]")
     return 0

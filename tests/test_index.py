@@ -10,9 +10,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from assets_pkg.index.lance_index import (MAX_INDEX_SEGMENTS, AnnParams, ann_params, catalog_labels, exact_top_k,
-                                          labels_filter, needs_training, open_index, recall_at_k, search,
-                                          sync_index, trained_params, vector_index_segments)
+from assets_pkg.index.lance_index import (MAX_INDEX_SEGMENTS, NPROBES_STEPS, TUNED_RECALL, TUNING_QUERIES, AnnParams,
+                                          ann_params, catalog_labels, commonest_label, exact_top_k, labels_filter,
+                                          needs_training, open_index, open_reader, recall_against, recall_at_k,
+                                          sample_vectors, sync_index, trained_params, vector_index_segments)
 
 DIM = 64
 
@@ -49,11 +50,11 @@ def test_sync_adds_deletes_and_updates_paths(tmp_path):
     second = sync_index(tmp_path, "m/k", emb.filter(keep), renamed, DIM)
     assert (second.added, second.removed, second.updated, second.total) == (0, 5, 1, 45)
 
-    table = open_index(tmp_path, "m/k")
-    hits = search(table, vectors[7], k=1)
+    index = open_reader(tmp_path, "m/k")
+    hits = index.search(vectors[7], k=1)
     assert hits[0].image_id == f"{7:064x}" and hits[0].path == "renamed.jpg"
     assert hits[0].score == pytest.approx(1.0, abs=1e-4)
-    gone = {h.image_id for h in search(table, vectors[0], k=45)}
+    gone = {h.image_id for h in index.search(vectors[0], k=45)}
     assert not gone & {f"{i:064x}" for i in range(5)}, "a deleted image can never be retrieved"
 
     third = sync_index(tmp_path, "m/k", emb.filter(keep), renamed, DIM)
@@ -79,7 +80,7 @@ def test_ivf_sq_recall_at_10_with_and_without_label_filter(tmp_path):
     vectors = clustered_vectors(6000, seed=1)
     emb, meta = tables(vectors)
     changes = sync_index(tmp_path, "m", emb, meta, DIM, ann_min_rows=2000)
-    assert changes.ann_built and changes.ann == ann_params(6000, DIM)
+    assert changes.ann_built and changes.ann.built_like(ann_params(6000, DIM))
     table = open_index(tmp_path, "m")
     kinds = {index.columns[0]: index.index_type for index in table.list_indices()}
     assert kinds == {"vector": "IvfSq", "labels": "LabelList"}
@@ -88,14 +89,43 @@ def test_ivf_sq_recall_at_10_with_and_without_label_filter(tmp_path):
     # LanceDB 0.40 rebuilt the index as a single partition there).
     assert changes.ann.num_partitions == 23
     assert 21 <= ranked_partitions(table) <= 23  # k-means may leave a partition of clustered data empty
-    queries = clustered_vectors(40, seed=2)
-    assert recall_at_k(table, queries, k=10) >= 0.95, recall_at_k(table, queries, k=10)
-    assert recall_at_k(table, queries, k=10, label="dog") >= 0.95, recall_at_k(table, queries, k=10, label="dog")
-    assert all(h.labels == ["dog"] for h in search(table, queries[0], 10, where=labels_filter(["dog"])))
+    queries = clustered_vectors(40, seed=2)  # held out: never indexed
+    index = open_reader(tmp_path, "m")
+    assert index.params == changes.ann
+    assert recall_at_k(index, queries, k=10) >= 0.95, recall_at_k(index, queries, k=10)
+    assert recall_at_k(index, queries, k=10, label="dog") >= 0.95, recall_at_k(index, queries, k=10, label="dog")
+    assert all(h.labels == ["dog"] for h in index.search(queries[0], 10, where=labels_filter(["dog"])))
 
     # Small changes do not retrain the index; the table stays in sync.
     again = sync_index(tmp_path, "m", emb.slice(0, 5990), meta, DIM, ann_min_rows=2000)
     assert again.removed == 10 and not again.ann_built and again.ann == changes.ann
+
+
+def test_nprobes_is_tuned_to_the_fewest_probes_that_reach_the_recall_target(tmp_path):
+    """After a build the index records the smallest NPROBES_STEPS value (or all partitions) at which
+    recall@10 on the tuning sample reaches TUNED_RECALL plain and filtered on the commonest label;
+    one step fewer misses it. Queries use that number unless told otherwise."""
+    vectors = clustered_vectors(12_000, clusters=3, seed=12)  # few broad clusters: neighbours span partitions
+    emb, meta = tables(vectors, labels_for=lambda i: ["dog"] if i % 4 else ["cat"])
+    changes = sync_index(tmp_path, "m", emb, meta, DIM, ann_min_rows=2000)
+    index = open_reader(tmp_path, "m")
+    tuned = index.params
+    assert tuned == changes.ann == trained_params(index.table) and tuned.num_partitions == 46
+
+    queries = sample_vectors(index.table, TUNING_QUERIES, seed=1)
+    label = commonest_label(index.table)
+    truths = {None: exact_top_k(index.table, queries, 10), label: exact_top_k(index.table, queries, 10, label)}
+
+    def reaches(nprobes: int) -> bool:
+        return all(recall_against(index, queries, truth, name, nprobes) >= TUNED_RECALL for name, truth in truths.items())
+
+    steps = [n for n in NPROBES_STEPS if n < tuned.num_partitions] + [tuned.num_partitions]
+    assert tuned.nprobes in steps and reaches(tuned.nprobes)
+    assert steps.index(tuned.nprobes) > 0, "the data should need more than the fewest probes: this test would prove nothing"
+    assert not reaches(steps[steps.index(tuned.nprobes) - 1])
+    assert tuned.nprobes < tuned.num_partitions, "a tuned index probes fewer than all its partitions"
+    held_out = clustered_vectors(40, clusters=3, seed=13)
+    assert recall_at_k(index, held_out, 10) >= 0.95 and recall_at_k(index, held_out, 10, label="dog") >= 0.95
 
 
 def ranked_partitions(table) -> int:
@@ -133,22 +163,22 @@ def test_index_is_retrained_when_the_table_doubles_or_halves_and_dropped_below_t
     doubled = sync_index(tmp_path, "m", emb.slice(0, 6400), meta, DIM, ann_min_rows=2000)
     table = open_index(tmp_path, "m")
     assert doubled.ann_built and doubled.retrained_from == 3000
-    assert doubled.ann == trained_params(table) == ann_params(6400, DIM)
+    assert doubled.ann == trained_params(table) and doubled.ann.built_like(ann_params(6400, DIM))
     assert doubled.ann.num_partitions > first.ann.num_partitions
     assert 0.9 * doubled.ann.num_partitions <= ranked_partitions(table) <= doubled.ann.num_partitions
     assert index_uuid(table) != built and vector_index_pieces(table) == 1
-    assert recall_at_k(table, clustered_vectors(30, seed=5), k=10) >= 0.95
+    assert recall_at_k(open_reader(tmp_path, "m"), clustered_vectors(30, seed=5), k=10) >= 0.95
 
     # Down to half: the partitions are now too many for the rows, so it is trained again.
     halved = sync_index(tmp_path, "m", emb.slice(0, 3200), meta, DIM, ann_min_rows=2000)
-    assert halved.ann_built and halved.retrained_from == 6400 and halved.ann == ann_params(3200, DIM)
+    assert halved.ann_built and halved.retrained_from == 6400 and halved.ann.built_like(ann_params(3200, DIM))
 
     # Below the ANN threshold flat search is exact: the indices and their record go.
     flat = sync_index(tmp_path, "m", emb.slice(0, 1500), meta, DIM, ann_min_rows=2000)
     table = open_index(tmp_path, "m")
     assert flat.ann_dropped and flat.ann is None
     assert table.list_indices() == [] and trained_params(table) is None
-    assert search(table, vectors[7], k=1)[0].image_id == f"{7:064x}"
+    assert open_reader(tmp_path, "m").search(vectors[7], k=1)[0].image_id == f"{7:064x}"
 
 
 def test_index_is_retrained_before_its_segments_pile_up(tmp_path):
@@ -181,7 +211,7 @@ def test_an_index_without_a_record_is_retrained(tmp_path):
     changes = sync_index(tmp_path, "m", emb, meta, DIM, ann_min_rows=2000)
     table = open_index(tmp_path, "m")
     assert changes.ann_built and changes.added == 0
-    assert trained_params(table) == ann_params(4000, DIM)
+    assert trained_params(table).built_like(ann_params(4000, DIM))
     assert {index.index_type for index in table.list_indices() if index.columns == ["vector"]} == {"IvfSq"}
 
 
@@ -192,7 +222,8 @@ def test_needs_training_when_grown_or_shrunk_by_the_factor_or_chosen_differently
     assert needs_training(trained, 200_000, 512) and needs_training(trained, 50_000, 512)
     assert needs_training(None, 100_000, 512)
     assert needs_training(replace(trained, index_type="IVF_PQ"), 100_000, 512)  # an older rule's index
-    assert needs_training(replace(trained, nprobes=trained.nprobes + 1), 100_000, 512)
+    assert needs_training(replace(trained, num_partitions=trained.num_partitions + 1), 100_000, 512)
+    assert not needs_training(replace(trained, nprobes=7), 100_000, 512)  # tuned after the build, not trained
     assert not needs_training(trained, 100_000, 512, index_segments=MAX_INDEX_SEGMENTS)
     assert needs_training(trained, 100_000, 512, index_segments=MAX_INDEX_SEGMENTS + 1)
     assert AnnParams.from_json(trained.to_json()) == trained
@@ -204,11 +235,10 @@ def test_a_rare_label_gets_its_exact_top_k_when_the_probed_partitions_hold_too_f
     rare = set(range(0, 6000, 400))  # 15 rows spread over the clusters
     emb, meta = tables(vectors, labels_for=lambda i: ["rare"] if i in rare else ["common"])
     sync_index(tmp_path, "m", emb, meta, DIM, ann_min_rows=2000)
-    table = open_index(tmp_path, "m")
-    one_probe = replace(ann_params(6000, DIM), nprobes=1)
+    index = open_reader(tmp_path, "m")
     where = labels_filter(["rare"])
-    hits = search(table, vectors[1], k=10, where=where, params=one_probe)
-    assert [h.image_id for h in hits] == [h.image_id for h in search(table, vectors[1], k=10, where=where, exact=True)]
+    hits = index.search(vectors[1], k=10, where=where, nprobes=1)
+    assert [h.image_id for h in hits] == [h.image_id for h in index.search(vectors[1], k=10, where=where, exact=True)]
     assert len(hits) == 10 and all(h.labels == ["rare"] for h in hits)
 
 
@@ -216,20 +246,20 @@ def test_exact_top_k_merges_batches_and_filters_on_a_label(tmp_path):
     vectors = clustered_vectors(700, seed=8)
     emb, meta = tables(vectors)
     sync_index(tmp_path, "m", emb, meta, DIM)
-    table = open_index(tmp_path, "m")
+    index = open_reader(tmp_path, "m")
     queries = clustered_vectors(5, seed=9)
     for label in (None, "dog"):
         where = labels_filter([label]) if label else None
-        want = [[h.image_id for h in search(table, q, 10, where=where, exact=True)] for q in queries]
-        assert exact_top_k(table, queries, 10, label=label, batch_rows=64) == want
+        want = [[h.image_id for h in index.search(q, 10, where=where, exact=True)] for q in queries]
+        assert exact_top_k(index.table, queries, 10, label=label, batch_rows=64) == want
 
 
 def test_catalog_labels_and_filter_quoting(tmp_path):
     emb, meta = tables(clustered_vectors(6), labels_for=lambda i: ["dog", "o'brien"] if i == 0 else ["cat"])
     sync_index(tmp_path, "m", emb, meta, DIM)
-    table = open_index(tmp_path, "m")
-    assert catalog_labels(table) == ["cat", "dog", "o'brien"]
-    hits = search(table, clustered_vectors(1)[0], k=5, where=labels_filter(["o'brien"]))
+    index = open_reader(tmp_path, "m")
+    assert catalog_labels(index.table) == ["cat", "dog", "o'brien"]
+    hits = index.search(clustered_vectors(1)[0], k=5, where=labels_filter(["o'brien"]))
     assert [h.image_id for h in hits] == [f"{0:064x}"]
 
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import write_photo
 from test_pipeline import assert_tables_match_disk, disk_state, model_key_of, refresh
 
-from assets_pkg.index.lance_index import open_index, search
+from assets_pkg.index.lance_index import open_reader
 
 STEPS = 8
 
@@ -59,9 +59,9 @@ def test_random_changes_propagate_exactly(seed, resources, instance, layout):
         refresh(resources, instance)  # asset checks run and must pass too
         assert_tables_match_disk(layout, key)
         on_disk = set(disk_state(layout.images_dir))
-        table = open_index(layout.lance_dir, key)
+        index = open_reader(layout.lance_dir, key)
         for vanished in set(before) - on_disk:
-            hits = search(table, before[vanished], k=table.count_rows())
+            hits = index.search(before[vanished], k=index.table.count_rows())
             assert vanished not in {h.image_id for h in hits}, "a vanished image can never be retrieved"
     assert ops_seen == {"add", "modify", "delete", "rename", "copy"}, ops_seen
 

@@ -30,7 +30,7 @@ from assets_pkg.campaigns.subjects import ClipZeroShotProposer
 from assets_pkg.catalog.assets import image_mirror
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.index.assets import image_index
-from assets_pkg.index.lance_index import catalog_labels, open_index
+from assets_pkg.index.lance_index import catalog_labels, open_reader
 from assets_pkg.index.readiness import IndexNotReady, require_ready
 from assets_pkg.resources import DataStore, MlflowTracking
 from assets_pkg.slots import slot
@@ -107,15 +107,15 @@ def candidates_maker(context: dg.AssetExecutionContext, segments, layout, clip: 
         require_ready(layout.lance_dir, layout.embeddings_table, layout.mirror_table, encoder.model_key, encoder.dim)
     except IndexNotReady as err:
         raise dg.Failure(str(err)) from None
-    table = open_index(layout.lance_dir, encoder.model_key)
-    labels = catalog_labels(table)
+    index = open_reader(layout.lance_dir, encoder.model_key)
+    labels = catalog_labels(index.table)
     proposer = ClipZeroShotProposer(encoder.encode_texts)
 
     def candidates_for(key: str) -> dict:
         segment = segments.by_key(key)
         record = RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-candidates",
                            tags={"segment": segment.key, "stage": "candidates", "dagster_run_id": context.run.run_id})
-        result = build_candidates(segment, table, encoder.model_key, encoder.encode_texts, proposer, labels,
+        result = build_candidates(segment, index, encoder.model_key, encoder.encode_texts, proposer, labels,
                                   layout.mirror_table, layout.campaign_dir(segment.key), record)
         replace_candidates(layout.candidates_table, result.row)
         record.params.update(segment=segment.key, segment_name=segment.name, subject=result.proposal.subject,

@@ -15,6 +15,7 @@ from assets_pkg.campaigns.segments import Segment
 from assets_pkg.campaigns.store import write_atomically
 from assets_pkg.campaigns.subjects import SubjectProposal, SubjectProposer, choose_subject
 from assets_pkg.catalog.mirror import read_image_bytes
+from assets_pkg.index.lance_index import IndexReader
 from assets_pkg.tracking import RunRecord
 
 
@@ -25,14 +26,14 @@ class CandidatesResult:
     contact_sheet_path: Path
 
 
-def build_candidates(segment: Segment, index_table, model_key: str, encode_texts: Callable[[list[str]], np.ndarray],
+def build_candidates(segment: Segment, index: IndexReader, model_key: str, encode_texts: Callable[[list[str]], np.ndarray],
                      proposer: SubjectProposer, catalog_labels: list[str], mirror_table: Path,
                      segment_dir: Path, record: RunRecord) -> CandidatesResult:
     with record.step("propose_subject", segment=segment.key, description=segment.description) as out:
         proposal = choose_subject(segment, proposer, catalog_labels)
         out.update(subject=proposal.subject, method=proposal.method, scores=proposal.scores)
     with record.step("retrieve", subject=proposal.subject, labels=list(segment.labels)) as out:
-        found = retrieve_candidates(index_table, encode_texts, proposal.subject, segment.labels)
+        found = retrieve_candidates(index, encode_texts, proposal.subject, segment.labels)
         out.update(query=found.query, hits=[(h.path, round(h.score, 4)) for h in found.hits])
     with record.step("contact_sheet", n=len(found.hits)) as out:
         images = read_image_bytes(mirror_table, [h.image_id for h in found.hits])

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from assets_pkg.index.lance_index import Hit, labels_filter, search
+from assets_pkg.index.lance_index import Hit, IndexReader, labels_filter
 
 TOP_K = 3
 
@@ -23,11 +23,11 @@ def query_for(subject: str) -> str:
     return f"a photo of a {subject}"
 
 
-def retrieve_candidates(table, encode_texts: Callable[[list[str]], np.ndarray], subject: str,
+def retrieve_candidates(index: IndexReader, encode_texts: Callable[[list[str]], np.ndarray], subject: str,
                         labels: tuple[str, ...] = (), k: int = TOP_K) -> Candidates:
     query = query_for(subject)
     where = labels_filter(list(labels))
-    hits = search(table, encode_texts([query])[0], k=k, where=where)
+    hits = index.search(encode_texts([query])[0], k=k, where=where)
     if not hits:
         scope = f" with labels {', '.join(labels)}" if labels else ""
         raise LookupError(f"no image in the index{scope} for query {query!r}")

@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 from assets_pkg.catalog.mirror import MIRROR_SCHEMA
 from assets_pkg.delta_tables import read_table, scan, sql_literal
 from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
-from assets_pkg.index.lance_index import (AnnParams, catalog_label_counts, has_vector_index, open_index,
-                                          recall_at_k, scan_index, trained_params)
+from assets_pkg.index.lance_index import (AnnParams, commonest_label, open_index, open_reader, recall_at_k,
+                                          sample_vectors, scan_index)
 
 NORM_TOLERANCE = 1e-3
 RECALL_SAMPLE = 50
@@ -96,19 +96,16 @@ def index_recall(lance_dir: Path, model_key: str, sample: int = RECALL_SAMPLE, k
     """Measure the index as it is now, with stored vectors sampled from the index table as queries;
     None when the table is searched flat (exact by construction). The exact top-k comes from a
     numpy scan of the same table, so a million rows cost seconds, not Lance's seconds per query."""
-    table = open_index(lance_dir, model_key)
-    if table is None or not has_vector_index(table):
+    reader = open_reader(lance_dir, model_key)
+    if reader is None or reader.params is None:
         return None
-    rows = table.count_rows()
-    offsets = np.random.default_rng(0).choice(rows, size=min(sample, rows), replace=False)
-    picked = table.take_offsets(sorted(int(o) for o in offsets)).select(["vector"]).to_arrow()
-    queries = picked["vector"].combine_chunks().flatten().to_numpy().reshape(len(picked), -1)
-    counts = catalog_label_counts(table)
-    label = max(counts, key=lambda name: (counts[name], name)) if counts else None
+    reader.prewarm()  # a hundred queries: load the index once rather than partition by partition
+    queries = sample_vectors(reader.table, sample, seed=0)  # not the sample nprobes was tuned on (seed 1)
+    label = commonest_label(reader.table)
     return IndexRecall(
-        recall=recall_at_k(table, queries, k),
-        filtered_recall=recall_at_k(table, queries, k, label=label) if label is not None else None,
-        filter_label=label, queries=len(queries), params=trained_params(table))
+        recall=recall_at_k(reader, queries, k),
+        filtered_recall=recall_at_k(reader, queries, k, label=label) if label is not None else None,
+        filter_label=label, queries=len(queries), params=reader.params)
 
 
 def ann_recall(lance_dir: Path, embeddings_table: Path, model_key: str, sample: int = RECALL_SAMPLE,
