@@ -347,3 +347,37 @@ def test_recall_check_measures_the_index_as_trained_after_each_build(resources, 
         assert found["num_partitions"] == ann_params(rows, DIM).num_partitions
         assert found["recall_at_10"] >= 0.95 and found["filtered_recall_at_10"] >= 0.95
         assert found["filter_label"] in {"dog", "cat"}
+
+
+KILLED_WHILE_TUNING = """
+import os, signal, sys
+sys.path.insert(0, "tests")
+import assets_pkg.index.lance_index as lance_index
+from test_index import DIM, clustered_vectors, tables
+
+lance_index.tune_nprobes = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+emb, meta = tables(clustered_vectors(6400, seed=4))
+lance_index.sync_index(lance_index.Path(sys.argv[1]), "m", emb, meta, DIM, ann_min_rows=2000)
+"""
+
+
+def test_a_sync_killed_between_building_and_recording_the_index_retrains_next_time(tmp_path):
+    """SIGKILL after the new index is built and before its record is written: the old index's
+    record must not survive to describe the new index (partitions, tuned probes)."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    emb, meta = tables(clustered_vectors(6400, seed=4))
+    first = sync_index(tmp_path, "m", emb.slice(0, 3000), meta, DIM, ann_min_rows=2000)
+    assert trained_params(open_index(tmp_path, "m")) == first.ann
+
+    child = subprocess.run([sys.executable, "-c", KILLED_WHILE_TUNING, str(tmp_path)], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert open_index(tmp_path, "m").count_rows() == 6400 and trained_params(open_index(tmp_path, "m")) is None
+
+    again = sync_index(tmp_path, "m", emb, meta, DIM, ann_min_rows=2000)
+    assert again.ann_built and again.added == 0 and again.retrained_from is None
+    assert trained_params(open_index(tmp_path, "m")) == again.ann and again.ann.built_like(ann_params(6400, DIM))

@@ -223,6 +223,9 @@ def _sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa
         if trained is None or needs_training(trained, changes.total, dim, vector_index_segments(table)):
             changes.retrained_from = trained.num_rows if trained else None
             trained = ann_params(changes.total, dim)
+            # The old record goes first: should the run die before the new one is written below,
+            # the next sync finds none and retrains, rather than trusting the old index's settings.
+            table.update_field_metadata({"path": "vector", "metadata": {ANN_RECORD_KEY: None}})
             # Sized by rows per partition, not `num_partitions`: with the latter, LanceDB 0.40's
             # optimize() below rebuilds the index as one partition (every query then scans all rows).
             table.create_index("vector", replace=True, config=IvfSq(
@@ -243,8 +246,7 @@ def _sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa
         table.optimize(cleanup_older_than=KEEP_OLD_VERSIONS_FOR)
     if changes.ann_built:  # tuned on the index as queries will see it, after optimize()
         changes.ann = tune_nprobes(lance_dir, model_key, changes.ann)
-        # Recorded last: a crash before this leaves no (or an old) record, and the next sync
-        # retrains rather than trusting parameters the index was not built with.
+        # Recorded last, once the index is built, compacted and tuned.
         table.update_field_metadata({"path": "vector", "metadata": {ANN_RECORD_KEY: changes.ann.to_json()}})
     changes.version = table.version
     return changes
