@@ -5,7 +5,7 @@ the other: the baseline) and as one batch (one run over every partition, as a ba
 or `adrag run` makes it), and reports the ratio, the most predictions in flight at once (must stay
 within the image API limit) and the paid predictions (one per segment: retries never pay twice).
 
-    .venv/bin/python benchmarks/bench_campaign_batch.py [--segments 20] [--seconds 10] [--api-limit 8]
+    .venv/bin/python benchmarks/bench_campaign_batch.py [--segments 20] [--seconds 10] [--api-limit 4]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segments", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each prediction takes")
-    parser.add_argument("--api-limit", type=int, default=8, help="generations in flight at once (ADRAG_IMAGE_API_CONCURRENCY)")
+    parser.add_argument("--api-limit", type=int, default=4, help="generations in flight at once (ADRAG_IMAGE_API_CONCURRENCY; the project default is 4)")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="adrag-batch-"))

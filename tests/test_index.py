@@ -128,6 +128,32 @@ def test_nprobes_is_tuned_to_the_fewest_probes_that_reach_the_recall_target(tmp_
     assert recall_at_k(index, held_out, 10) >= 0.95 and recall_at_k(index, held_out, 10, label="dog") >= 0.95
 
 
+def test_refine_factor_is_raised_for_vectors_the_codes_cannot_order(tmp_path):
+    """Near-duplicates (every pair at cosine ~0.999, like a random-weight model's embeddings): the
+    8-bit codes rank them so coarsely that probing every partition does not reach the target, so
+    tuning re-ranks more candidates exactly: the smallest doubling of the refine factor that gets
+    there."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=DIM)
+    vectors = base + 0.03 * np.linalg.norm(base) * rng.normal(size=(4000, DIM)) / np.sqrt(DIM)
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    emb, meta = tables(vectors, labels_for=lambda i: ["dog"] if i % 4 else ["cat"])
+    changes = sync_index(tmp_path, "m", emb, meta, DIM, ann_min_rows=2000)
+    index = open_reader(tmp_path, "m")
+    tuned = index.params
+    assert tuned == changes.ann and tuned.nprobes == tuned.num_partitions and tuned.refine_factor > 2
+
+    queries = sample_vectors(index.table, TUNING_QUERIES, seed=1)
+    truths = {None: exact_top_k(index.table, queries, 10), "dog": exact_top_k(index.table, queries, 10, "dog")}
+
+    def worst(refine: int) -> float:
+        return min(recall_against(index, queries, t, name, tuned.nprobes, refine) for name, t in truths.items())
+
+    assert worst(2) < 0.95, "refine 2 should miss here, or this test proves nothing"
+    assert worst(tuned.refine_factor) >= TUNED_RECALL > worst(tuned.refine_factor // 2)
+    assert recall_at_k(index, vectors[:40], 10) >= 0.95  # with the recorded settings
+
+
 def ranked_partitions(table) -> int:
     """How many centroids a query ranks, i.e. the index's partitions summed over its segments: read
     from the query plan, because LanceDB reports no partition count."""
@@ -355,7 +381,7 @@ sys.path.insert(0, "tests")
 import assets_pkg.index.lance_index as lance_index
 from test_index import DIM, clustered_vectors, tables
 
-lance_index.tune_nprobes = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+lance_index.tune_search = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
 emb, meta = tables(clustered_vectors(6400, seed=4))
 lance_index.sync_index(lance_index.Path(sys.argv[1]), "m", emb, meta, DIM, ann_min_rows=2000)
 """

@@ -7,7 +7,8 @@ table's size, and a LabelList index on `labels` serves `where` filters. The para
 trained with are recorded in the vector column's field metadata (durable, versioned with the table);
 the index is retrained when the table has since doubled or halved, so partitions trained for 10,000
 rows do not serve a million, and when incremental updates have split it into too many segments.
-After each training the number of partitions a query probes is tuned on the table's own vectors.
+After each training the partitions a query probes (and, if need be, how many candidates it
+re-ranks exactly) are tuned on the table's own vectors.
 
 Writes and scans go through LanceDB's sync API; queries through an `IndexReader`, which uses the
 async API on a loop of its own (the sync query path costs ~1.5 ms more per query).
@@ -41,6 +42,7 @@ ANN_RECORD_KEY = "adrag:ann_index"  # field metadata key on the vector column
 KEEP_OLD_VERSIONS_FOR = timedelta(hours=1)  # readers mid-query keep their snapshot this long
 TUNED_RECALL = 0.99  # nprobes is the fewest probes reaching this recall@10, plain and filtered
 NPROBES_STEPS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+MAX_REFINE_FACTOR = 64
 TUNING_QUERIES = 100
 RESULT_COLUMNS = ["image_id", "path", "paths", "labels", "_distance"]
 
@@ -48,7 +50,8 @@ RESULT_COLUMNS = ["image_id", "path", "paths", "labels", "_distance"]
 @dataclass(frozen=True)
 class AnnParams:
     """How the vector index is built and searched; `num_rows` is the table size it was chosen for.
-    `nprobes` is a search setting tuned after each build (`tune_nprobes`); the rest is trained in."""
+    `nprobes` and `refine_factor` are search settings tuned after each build (`tune_search`); the
+    rest is trained in."""
 
     index_type: str
     num_partitions: int
@@ -63,7 +66,7 @@ class AnnParams:
 
     def built_like(self, other: AnnParams) -> bool:
         """Whether an index built with `other` is the index these parameters would build."""
-        return replace(self, nprobes=0) == replace(other, nprobes=0)
+        return replace(self, nprobes=0, refine_factor=0) == replace(other, nprobes=0, refine_factor=0)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -131,15 +134,17 @@ def ann_params(num_rows: int, dim: int) -> AnnParams:
       (0.939 at 20 probes with refine 10-40). IVF_HNSW_SQ trained in 178 s for no lower latency.
     - partitions ~ sqrt(n) balances ranking the centroids against scanning the probed partitions;
       Lance trains at most one partition per 256 rows, so never ask for more.
-    - nprobes here is only the starting point: after each build `tune_nprobes` sets the fewest
+    - nprobes here is only the starting point: after each build `tune_search` sets the fewest
       probes that reach TUNED_RECALL on the table's own vectors, because how many partitions hold a
       query's neighbours depends on how the data clusters (synthetic clustered data, refine 2:
-      200k rows needed 42 of 447 partitions for 0.975 filtered recall, 1M rows only 16 of 894 for
-      0.981), and each probe costs a query time (1M: 16 -> 63 probes, p50 ~3.5 -> ~5.5 ms).
+      tuning to 0.99 picked 64 of 447 partitions at 200k rows but 24 of 1,000 at 1M), and each
+      probe costs a query time (1M: 24 -> 63 probes, p50 ~4 -> ~5.5 ms).
       The default, 2 sqrt(partitions) and at least 20, is what serves an index without a tuning
       record.
     - refine_factor 2: re-ranking 20 exact vectors for the top-10 undoes the SQ rounding (1M:
-      0.983 -> 1.000) for well under a millisecond.
+      0.983 -> 1.000) for well under a millisecond. Tuning raises it only for vectors the 8-bit
+      codes cannot order, such as the near-duplicates of a random-weight model (cosine 0.99998
+      between any two: 0.65 recall at refine 2, 0.96 at 8).
     `dim` does not change the choice for SQ (one byte per dimension); it stays an argument so
     callers need not know that.
     """
@@ -158,7 +163,7 @@ def needs_training(trained: AnnParams | None, num_rows: int, dim: int, index_seg
     has split into more than `MAX_INDEX_SEGMENTS` pieces (one per sync that added rows); when
     nothing says what the index was trained with (a crash between building and recording, or an
     index from an older version of this code); or when this code would now build another index for
-    the size it was trained at (a new index type or rule). A tuned `nprobes` is no reason."""
+    the size it was trained at (a new index type or rule). Tuned search settings are no reason."""
     if (trained is None or not trained.built_like(ann_params(trained.num_rows, dim))
             or index_segments > MAX_INDEX_SEGMENTS):
         return True
@@ -245,7 +250,7 @@ def _sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa
         # Compaction merges small fragments, folds new rows into the indices, and drops old versions.
         table.optimize(cleanup_older_than=KEEP_OLD_VERSIONS_FOR)
     if changes.ann_built:  # tuned on the index as queries will see it, after optimize()
-        changes.ann = tune_nprobes(lance_dir, model_key, changes.ann)
+        changes.ann = tune_search(lance_dir, model_key, changes.ann)
         # Recorded last, once the index is built, compacted and tuned.
         table.update_field_metadata({"path": "vector", "metadata": {ANN_RECORD_KEY: changes.ann.to_json()}})
     changes.version = table.version
@@ -291,10 +296,11 @@ class IndexReader:
             _run(self._table.prewarm_index(index.name))
 
     def search(self, query: np.ndarray, k: int = 3, where: str | None = None, exact: bool = False,
-               nprobes: int | None = None) -> list[Hit]:
-        """Top-k by cosine; ANN with the recorded parameters (or `nprobes` probes) unless `exact`.
-        Flat tables ignore the ANN parameters."""
-        rows = _run(self._query(np.asarray(query, np.float32).reshape(-1), k, where, exact, nprobes)).to_pylist()
+               nprobes: int | None = None, refine_factor: int | None = None) -> list[Hit]:
+        """Top-k by cosine; ANN with the recorded settings (unless overridden) unless `exact`.
+        Flat tables ignore the ANN settings."""
+        query = np.asarray(query, np.float32).reshape(-1)
+        rows = _run(self._query(query, k, where, exact, nprobes, refine_factor)).to_pylist()
         if where and not exact and len(rows) < k and self.params is not None:
             # A rare label can leave fewer than k of its rows in the probed partitions. Letting Lance
             # widen the probes (`maximum_nprobes`) slowed every filtered query at 1M rows (p50 6.5 ->
@@ -304,14 +310,15 @@ class IndexReader:
         return [Hit(r["image_id"], r["path"], list(r["paths"]), list(r["labels"]), 1.0 - float(r["_distance"]))
                 for r in rows]
 
-    async def _query(self, query, k, where, exact, nprobes):
+    async def _query(self, query, k, where, exact, nprobes, refine_factor):
         builder = self._table.vector_search(query).column("vector").distance_type("cosine").limit(k)
         if where:
             builder = builder.where(where)  # a prefilter: the top-k among the rows that match
         if exact:
             builder = builder.bypass_vector_index()
         elif self.params is not None:
-            builder = builder.nprobes(nprobes or self.params.nprobes).refine_factor(self.params.refine_factor)
+            builder = builder.nprobes(nprobes or self.params.nprobes)
+            builder = builder.refine_factor(refine_factor or self.params.refine_factor)
         return await builder.select(RESULT_COLUMNS).to_arrow()
 
 
@@ -344,12 +351,16 @@ def _run(coroutine):
     return asyncio.run_coroutine_threadsafe(coroutine, _loop()).result()
 
 
-def tune_nprobes(lance_dir: Path, model_key: str, params: AnnParams) -> AnnParams:
+def tune_search(lance_dir: Path, model_key: str, params: AnnParams) -> AnnParams:
     """`params` with the fewest probes (of NPROBES_STEPS, else all partitions) at which recall@10
     reaches TUNED_RECALL, plain and filtered on the commonest label, for TUNING_QUERIES of the
     table's own vectors. The margin over the recall check's 0.95 (measured there on another
     sample) covers what a sample of 100 cannot see and that a stored vector finds itself: at 1M
-    rows a 0.98 target picked 16 probes, which gave held-out queries 0.966 filtered recall."""
+    rows a 0.98 target picked 16 probes, which gave held-out queries 0.966 filtered recall.
+
+    Should even every partition miss the target, the codes rank these vectors too coarsely: the
+    refine factor doubles while that helps (exact ties cap recall by ids below 1 whatever the
+    factor, so it stops when a doubling gains under half a point) or reaches the target."""
     reader = IndexReader(open_index(lance_dir, model_key), params)
     reader.prewarm()
     queries = sample_vectors(reader.table, TUNING_QUERIES, seed=1)
@@ -357,12 +368,23 @@ def tune_nprobes(lance_dir: Path, model_key: str, params: AnnParams) -> AnnParam
     truths = {None: exact_top_k(reader.table, queries, 10)}
     if label is not None:
         truths[label] = exact_top_k(reader.table, queries, 10, label)
+
+    def worst_recall(nprobes: int, refine_factor: int) -> float:
+        return min(recall_against(reader, queries, truth, name, nprobes, refine_factor) for name, truth in truths.items())
+
     steps = [n for n in NPROBES_STEPS if n < params.num_partitions] + [params.num_partitions]
     for nprobes in steps:
-        if all(recall_against(reader, queries, truth, label=name, nprobes=nprobes) >= TUNED_RECALL
-               for name, truth in truths.items()):
+        if (recall := worst_recall(nprobes, params.refine_factor)) >= TUNED_RECALL:
             return replace(params, nprobes=nprobes)
-    return replace(params, nprobes=params.num_partitions)
+    refine = params.refine_factor
+    while refine < MAX_REFINE_FACTOR:
+        better = worst_recall(params.num_partitions, refine * 2)
+        if better < recall + 0.005:
+            break
+        recall, refine = better, refine * 2
+        if recall >= TUNED_RECALL:
+            break
+    return replace(params, nprobes=params.num_partitions, refine_factor=refine)
 
 
 def sample_vectors(table, n: int, seed: int) -> np.ndarray:
@@ -413,12 +435,12 @@ def recall_at_k(reader: IndexReader, queries: np.ndarray, k: int = 10, label: st
 
 
 def recall_against(reader: IndexReader, queries: np.ndarray, truth: list[list[str]], label: str | None = None,
-                   nprobes: int | None = None) -> float:
+                   nprobes: int | None = None, refine_factor: int | None = None) -> float:
     """Mean overlap of the ANN top-k with the given exact top-k lists (k = their length)."""
     where = labels_filter([label]) if label is not None else None
     overlaps = []
     for query, exact in zip(queries, truth):
-        approx = {h.image_id for h in reader.search(query, len(exact) or 1, where=where, nprobes=nprobes)}
+        approx = {h.image_id for h in reader.search(query, len(exact) or 1, where, False, nprobes, refine_factor)}
         overlaps.append(len(set(exact) & approx) / max(1, len(exact)))
     return float(np.mean(overlaps))
 
