@@ -16,9 +16,9 @@ from assets_pkg.resources import DataStore
     kinds={"lancedb"},
     description="LanceDB vectors of the current model key with path and labels for filtering; IVF_SQ over "
                 "cosine distance once large enough (flat search below), with partitions for the table size and "
-                "nprobes tuned after each build to the fewest that reach recall@10 0.99 on a sample; retrained "
-                "when the table has doubled or halved since training or after 8 incremental updates; compacted "
-                "after changes.",
+                "search settings tuned after each build: the fewest probes (and, for vectors its codes cannot "
+                "order, the refine factor) reaching recall@10 0.99 on a sample; retrained when the table has "
+                "doubled or halved since training or after 8 incremental updates; compacted after changes.",
 )
 def image_index(context: dg.AssetExecutionContext, data_store: DataStore, clip: ClipModel) -> dg.MaterializeResult:
     layout = data_store.layout
