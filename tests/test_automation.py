@@ -64,19 +64,24 @@ def test_nightly_schedule_takes_cron_and_timezone_from_the_environment_when_the_
 
 # The image-folder sensor ---------------------------------------------------------------------------
 
-class FolderTicks:
-    """Evaluates the sensor the way the daemon does: each tick gets the cursor the previous one left."""
+class SensorTicks:
+    """Evaluates a sensor the way the daemon does: each tick gets the cursor the previous one left."""
 
-    def __init__(self, instance, data_dir):
-        self.instance, self.store, self.cursor = instance, DataStore(data_dir=str(data_dir)), None
+    def __init__(self, sensor, instance, data_dir):
+        self.sensor, self.instance, self.store, self.cursor = sensor, instance, DataStore(data_dir=str(data_dir)), None
 
     def tick(self) -> dg.SensorResult:
         context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
                                           resources={"data_store": self.store})
-        result = image_folder_sensor(context)
+        result = self.sensor(context)
         if result.cursor is not None:
             self.cursor = result.cursor
         return result
+
+
+class FolderTicks(SensorTicks):
+    def __init__(self, instance, data_dir):
+        super().__init__(image_folder_sensor, instance, data_dir)
 
 
 def requested(result: dg.SensorResult) -> bool:
@@ -162,18 +167,14 @@ segments:
 """
 
 
-class SegmentTicks:
-    """Sensor ticks with the cursor carried over and the partition requests applied, as the daemon does."""
+class SegmentTicks(SensorTicks):
+    """Sensor ticks with the partition requests applied too, as the daemon does."""
 
     def __init__(self, instance, data_dir):
-        self.instance, self.store, self.cursor = instance, DataStore(data_dir=str(data_dir)), None
+        super().__init__(segments_sensor, instance, data_dir)
 
     def tick(self) -> dg.SensorResult:
-        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
-                                          resources={"data_store": self.store})
-        result = segments_sensor(context)
-        if result.cursor is not None:
-            self.cursor = result.cursor
+        result = super().tick()
         for request in result.dynamic_partitions_requests or []:
             if isinstance(request, dg.AddDynamicPartitionsRequest):
                 self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))

@@ -250,7 +250,7 @@ def _sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa
         # Compaction merges small fragments, folds new rows into the indices, and drops old versions.
         table.optimize(cleanup_older_than=KEEP_OLD_VERSIONS_FOR)
     if changes.ann_built:  # tuned on the index as queries will see it, after optimize()
-        changes.ann = tune_search(lance_dir, model_key, changes.ann)
+        changes.ann = tune_search(table, changes.ann)
         # Recorded last, once the index is built, compacted and tuned.
         table.update_field_metadata({"path": "vector", "metadata": {ANN_RECORD_KEY: changes.ann.to_json()}})
     changes.version = table.version
@@ -351,7 +351,7 @@ def _run(coroutine):
     return asyncio.run_coroutine_threadsafe(coroutine, _loop()).result()
 
 
-def tune_search(lance_dir: Path, model_key: str, params: AnnParams) -> AnnParams:
+def tune_search(table, params: AnnParams) -> AnnParams:
     """`params` with the fewest probes (of NPROBES_STEPS, else all partitions) at which recall@10
     reaches TUNED_RECALL, plain and filtered on the commonest label, for TUNING_QUERIES of the
     table's own vectors. The margin over the recall check's 0.95 (measured there on another
@@ -361,7 +361,7 @@ def tune_search(lance_dir: Path, model_key: str, params: AnnParams) -> AnnParams
     Should even every partition miss the target, the codes rank these vectors too coarsely: the
     refine factor doubles while that helps (exact ties cap recall by ids below 1 whatever the
     factor, so it stops when a doubling gains under half a point) or reaches the target."""
-    reader = IndexReader(open_index(lance_dir, model_key), params)
+    reader = IndexReader(table, params)
     reader.prewarm()
     queries = sample_vectors(reader.table, TUNING_QUERIES, seed=1)
     label = commonest_label(reader.table)
@@ -440,7 +440,8 @@ def recall_against(reader: IndexReader, queries: np.ndarray, truth: list[list[st
     where = labels_filter([label]) if label is not None else None
     overlaps = []
     for query, exact in zip(queries, truth):
-        approx = {h.image_id for h in reader.search(query, len(exact) or 1, where, False, nprobes, refine_factor)}
+        approx = {h.image_id for h in reader.search(query, len(exact) or 1, where=where, nprobes=nprobes,
+                                                    refine_factor=refine_factor)}
         overlaps.append(len(set(exact) & approx) / max(1, len(exact)))
     return float(np.mean(overlaps))
 
