@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import random
-import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, NoReturn, TypeVar
 
 import pyarrow as pa
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from filelock import FileLock, Timeout
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 T = TypeVar("T")
 
@@ -82,15 +81,20 @@ def with_commit_retry(write: Callable[[], T], attempts: int = 8) -> T:
 
     Every write here is a function of the table's current state, so re-running it after a
     conflict is safe; after `attempts` the conflict is raised with a message saying what happened.
+    Full jitter (a random pause up to 0.1 s, 0.2 s, 0.4 s ... at most 2 s): writers that collided
+    once come back at different moments instead of colliding again.
     """
-    for attempt in range(1, attempts + 1):
-        try:
-            return write()
-        except CommitFailedError as err:
-            if attempt == attempts:
-                raise CommitFailedError(f"gave up after {attempts} concurrent-commit conflicts: {err}") from err
-            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
-    raise AssertionError("unreachable")
+    return Retrying(
+        retry=retry_if_exception_type(CommitFailedError),
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=0.1, max=2.0),
+        retry_error_callback=_give_up_committing,
+    )(write)
+
+
+def _give_up_committing(state: RetryCallState) -> NoReturn:
+    err = state.outcome.exception()
+    raise CommitFailedError(f"gave up after {state.attempt_number} concurrent-commit conflicts: {err}") from err
 
 
 def append(path: Path, data: pa.Table, **kwargs) -> None:

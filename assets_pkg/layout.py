@@ -1,13 +1,17 @@
-"""Where everything lives under the data directory (the local "volume").
+"""Where everything lives under the data directory (the local "volume"), and what each table holds.
 
-One place names every table and folder so no stage builds paths of its own.
+One place names every table and folder and states every table's schema, so no stage builds paths
+of its own and a reader of any table finds its columns here.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class DataLayout:
         return self.lake_dir / "image_mirror"
 
     @property
+    def mirror_bytes_table(self) -> Path:
+        return mirror_bytes_table(self.mirror_table)
+
+    @property
     def embeddings_table(self) -> Path:
         return self.lake_dir / "image_embeddings"
 
@@ -57,6 +65,10 @@ class DataLayout:
     @property
     def campaigns_table(self) -> Path:
         return self.lake_dir / "campaigns"
+
+    @property
+    def failures_table(self) -> Path:
+        return self.lake_dir / "run_failures"
 
     # Other stores ------------------------------------------------------------------------------
     @property
@@ -80,6 +92,19 @@ class DataLayout:
         return self.campaigns_dir / require_safe_key(segment_key)
 
 
+def mirror_bytes_table(mirror_table: Path) -> Path:
+    """The image bytes of the mirror at `mirror_table`: a sibling table (never inside it: a vacuum of
+    the metadata table would delete files it does not know)."""
+    return mirror_table.with_name(mirror_table.name + "_bytes")
+
+
+def slugify(text: str, max_length: int = 64) -> str:
+    """ASCII `[a-z0-9-]` slug; empty when nothing usable is left."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:max_length].rstrip("-")
+
+
 SAFE_KEY = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
@@ -88,3 +113,92 @@ def require_safe_key(key: str) -> str:
     if not isinstance(key, str) or not SAFE_KEY.match(key):
         raise ValueError(f"unsafe segment key {key!r}: expected 1-64 chars of [a-z0-9-], no leading/trailing dash")
     return key
+
+
+# Table schemas ---------------------------------------------------------------------------------------
+
+MANIFEST_SCHEMA = pa.schema([  # lake/image_manifest: what the last scan found, one row per image file
+    ("path", pa.string()),            # relative to the source folder, POSIX separators
+    ("image_id", pa.string()),        # sha256 of the bytes
+    ("size_bytes", pa.int64()),
+    ("mtime_ns", pa.int64()),
+    ("format", pa.string()),
+    ("width", pa.int32()),            # as displayed, EXIF orientation applied
+    ("height", pa.int32()),
+    ("labels", pa.list_(pa.string())),
+])
+QUARANTINE_SCHEMA = pa.schema([  # lake/quarantine: what a stage could not use, keyed by (stage, path)
+    ("stage", pa.string()),
+    ("path", pa.string()),
+    ("image_id", pa.string()),  # content hash where the bytes could be read
+    ("reason", pa.string()),
+    ("first_seen", pa.timestamp("us", tz="UTC")),
+    ("last_seen", pa.timestamp("us", tz="UTC")),
+    ("attempts", pa.int64()),
+])
+MIRROR_SCHEMA = pa.schema([  # lake/image_mirror: one row per distinct image now in the folder
+    ("image_id", pa.string()),
+    ("format", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("size_bytes", pa.int64()),
+    ("labels", pa.list_(pa.string())),
+    ("paths", pa.list_(pa.string())),  # every current path with these bytes, sorted
+    ("added_at", pa.timestamp("us", tz="UTC")),
+])
+MIRROR_BYTES_SCHEMA = pa.schema([  # lake/image_mirror_bytes: the bytes, append-only, partitioned by batch
+    ("image_id", pa.string()),
+    ("batch", pa.int64()),       # partition: the append commit that wrote the row
+    ("size_bytes", pa.int64()),  # len(bytes), so dead bytes are counted without reading them
+    ("bytes", pa.binary()),
+])
+EMBEDDINGS_SCHEMA = pa.schema([  # lake/image_embeddings: (image_id, model_key) -> float32 unit vector
+    ("image_id", pa.string()),
+    ("model_key", pa.string()),
+    ("vector", pa.list_(pa.float32())),
+    ("embedded_at", pa.timestamp("us", tz="UTC")),
+])
+CANDIDATE_STRUCT = pa.struct([
+    ("rank", pa.int32()), ("image_id", pa.string()), ("path", pa.string()), ("score", pa.float64()),
+])
+CANDIDATES_SCHEMA = pa.schema([  # lake/campaign_candidates: the current candidates, one row per segment
+    ("segment_key", pa.string()),
+    ("segment_name", pa.string()),
+    ("description", pa.string()),
+    ("subject", pa.string()),
+    ("subject_method", pa.string()),
+    ("query", pa.string()),
+    ("model_key", pa.string()),
+    ("candidates", pa.list_(CANDIDATE_STRUCT)),
+    ("contact_sheet", pa.string()),
+    ("created_at", pa.timestamp("us", tz="UTC")),
+])
+CAMPAIGNS_SCHEMA = pa.schema([  # lake/campaigns: one row per generation, appended
+    ("segment_key", pa.string()),
+    ("segment_name", pa.string()),
+    ("description", pa.string()),
+    ("subject", pa.string()),
+    ("seed_index", pa.int32()),
+    ("seed_image_id", pa.string()),
+    ("seed_path", pa.string()),
+    ("prompt", pa.string()),
+    ("generator_id", pa.string()),
+    ("parameters", pa.string()),  # JSON
+    ("output_key", pa.string()),
+    ("status", pa.string()),  # "succeeded" or "failed"
+    ("error", pa.string()),  # why it failed; null on success
+    ("output_path", pa.string()),
+    ("reused", pa.bool_()),  # true when the output existed and nothing was paid
+    ("latency_s", pa.float64()),
+    ("cost_usd", pa.float64()),
+    ("mlflow_run_id", pa.string()),
+    ("created_at", pa.timestamp("us", tz="UTC")),
+])
+FAILURES_SCHEMA = pa.schema([  # lake/run_failures: one row per failed Dagster run, secrets scrubbed
+    ("run_id", pa.string()),
+    ("job_name", pa.string()),
+    ("partition_key", pa.string()),
+    ("failed_at", pa.timestamp("us", tz="UTC")),
+    ("failed_steps", pa.list_(pa.string())),
+    ("error", pa.string()),
+])

@@ -26,7 +26,7 @@ class MlflowTracking(dg.ConfigurableResource):
     """MLflow tracking; the default is an embedded SQLite store with artifacts under <data_dir>/mlflow."""
 
     tracking_uri: str = ""
-    ui_url: str = ""  # the MLflow UI serving this store (e.g. `adrag mlflow`); empty: no links in Dagster
+    ui_url: str = "http://127.0.0.1:5000"  # the MLflow UI serving this store (`adrag mlflow`); empty: no links
 
     def store(self, layout: DataLayout) -> MlflowStore:
         return MlflowStore(

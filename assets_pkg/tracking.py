@@ -76,54 +76,59 @@ class MlflowStore:
 
     def log(self, record: RunRecord) -> str:
         """Write the record as one MLflow run (with a trace of its steps); returns the run id."""
-        # Export traces in the calling thread: the async exporter's flush waits ~2 s per run, and
-        # that wait would be spent holding the lock every partition process queues on.
+        # Export traces in the calling thread: the async exporter's flush waits ~2 s per run, and that wait
+        # would be spent holding the lock every partition process queues on. MLflow 3.17 reads this switch
+        # only from the environment (mlflow/tracing/config.py: "TODO: move ... async logging ... here").
         os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
         import mlflow  # heavy import, only when a run is logged
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric, Param
 
         with self.lock:
-            mlflow.set_tracking_uri(self.tracking_uri)
-            experiment_id = self._experiment_id(mlflow, record.experiment)
-            mlflow.set_experiment(experiment_id=experiment_id)
-            run = mlflow.start_run(run_name=record.run_name, tags=record.tags)
+            client = MlflowClient(self.tracking_uri)
+            experiment_id = self._experiment_id(client, record.experiment)
+            run = client.create_run(experiment_id, run_name=record.run_name, tags=record.tags)
+            run_id = run.info.run_id
             status = record.status
             try:
-                mlflow.log_params({k: _param(v) for k, v in record.params.items()})
-                if record.metrics:
-                    mlflow.log_metrics(record.metrics)
+                now_ms = int(time.time() * 1000)
+                client.log_batch(run_id, params=[Param(k, _param(v)) for k, v in record.params.items()],
+                                 metrics=[Metric(k, float(v), now_ms, 0) for k, v in record.metrics.items()])
                 for name, text in record.texts.items():
-                    mlflow.log_text(text, name)
+                    client.log_text(run_id, text, name)
                 for path in record.files:
-                    mlflow.log_artifact(str(path))
+                    client.log_artifact(run_id, str(path))
                 if record.steps:
-                    _log_trace(mlflow, record)
+                    # Traces go through MLflow's process-wide tracer, which exports to the tracking URI
+                    # set here; the lock keeps that setting this store's while the trace is written.
+                    mlflow.set_tracking_uri(self.tracking_uri)
+                    _log_trace(client, record, experiment_id, run_id)
             except BaseException:
                 status = "FAILED"
                 raise
             finally:
-                mlflow.end_run(status=status)
-            mlflow.flush_trace_async_logging()
-            self._experiment_of_run[run.info.run_id] = experiment_id
-            return run.info.run_id
+                client.set_terminated(run_id, status=status)
+            self._experiment_of_run[run_id] = experiment_id
+            return run_id
 
-    def _experiment_id(self, mlflow, name: str) -> str:
-        existing = mlflow.get_experiment_by_name(name)
+    def _experiment_id(self, client, name: str) -> str:
+        existing = client.get_experiment_by_name(name)
         if existing is not None:
             return existing.experiment_id
         self.artifact_root.mkdir(parents=True, exist_ok=True)
-        return mlflow.create_experiment(name, artifact_location=(self.artifact_root / name).resolve().as_uri())
+        return client.create_experiment(name, artifact_location=(self.artifact_root / name).resolve().as_uri())
 
 
-def _log_trace(mlflow, record: RunRecord) -> None:
+def _log_trace(client, record: RunRecord, experiment_id: str, run_id: str) -> None:
     steps = sorted(record.steps, key=lambda s: s.start_ns)
-    root = mlflow.start_span_no_context(name=record.run_name, start_time_ns=steps[0].start_ns,
-                                        inputs={"run": record.run_name})
+    root = client.start_trace(name=record.run_name, inputs={"run": record.run_name}, experiment_id=experiment_id,
+                              run_id=run_id, start_time_ns=steps[0].start_ns)
     for step in steps:
-        child = mlflow.start_span_no_context(name=step.name, parent_span=root, start_time_ns=step.start_ns,
-                                             inputs=_jsonable(step.inputs))
-        child.set_outputs(_jsonable(step.outputs))
-        child.end(end_time_ns=step.end_ns)
-    root.end(end_time_ns=max(s.end_ns for s in steps))
+        child = client.start_span(name=step.name, trace_id=root.trace_id, parent_id=root.span_id,
+                                  inputs=_jsonable(step.inputs), start_time_ns=step.start_ns)
+        client.end_span(trace_id=root.trace_id, span_id=child.span_id, outputs=_jsonable(step.outputs),
+                        end_time_ns=step.end_ns)
+    client.end_trace(trace_id=root.trace_id, end_time_ns=max(s.end_ns for s in steps))
 
 
 def _param(value: Any) -> str:

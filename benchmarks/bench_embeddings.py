@@ -24,8 +24,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assets_pkg.embeddings.encode import ClipEncoder, decode_upright_rgb, pick_device  # noqa: E402
+from assets_pkg.embeddings.encode import ClipEncoder, pick_device  # noqa: E402
 from assets_pkg.embeddings.model import RANDOM, ClipSpec, load_clip  # noqa: E402
+from assets_pkg.pictures import decode_upright_rgb  # noqa: E402
 
 MIN_COSINE = 0.99
 

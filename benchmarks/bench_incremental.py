@@ -219,9 +219,6 @@ def main() -> int:
     os.environ.update({"ADRAG_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home), "ADRAG_DEVICE": "cpu",
                        "ADRAG_CLIP_MODEL": "adrag-tiny-clip", "ADRAG_CLIP_WEIGHTS": "random",
                        "ADRAG_IMAGES_DIR": "", "MLFLOW_TRACKING_URI": ""})
-    from orchestration.settings import apply_defaults
-
-    apply_defaults()
     import dagster as dg
 
     from orchestration.definitions import defs

@@ -25,8 +25,16 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assets_pkg.index.lance_index import (RESULT_COLUMNS, exact_top_k, labels_filter, open_index,  # noqa: E402
-                                          open_reader, sync_index, trained_params, vector_index_segments)
+from assets_pkg.index.lance_index import (  # noqa: E402
+    RESULT_COLUMNS,
+    exact_top_k,
+    labels_filter,
+    open_index,
+    open_reader,
+    sync_index,
+    trained_params,
+    vector_index_segments,
+)
 
 LABELS = ["dog", "cat", "product", "outdoor", "people"]
 CHUNK = 50_000

@@ -14,12 +14,15 @@ import os
 import sys
 from pathlib import Path
 
-from orchestration.settings import DEFAULTS, OFFLINE, apply_defaults
+from orchestration.settings import RESOURCE_SETTINGS
+
+DATA_DIR = RESOURCE_SETTINGS["data_store"]["data_dir"]
+IMAGES_DIR = RESOURCE_SETTINGS["data_store"]["images_dir"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adrag", description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help=f"the data directory (default ${{ADRAG_DATA_DIR}} or {DEFAULTS['ADRAG_DATA_DIR']})")
+    parser.add_argument("--data-dir", help=f"the data directory (default ${DATA_DIR}, else ./data)")
     parser.add_argument("--offline", action="store_true",
                         help="use the tiny random-weight CLIP model (no download): shows the plumbing, not real retrieval")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -35,63 +38,77 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("mlflow", help="start the MLflow UI on this project's MLflow store (ADRAG_MLFLOW_UI_URL)")
     args = parser.parse_args(argv)
 
-    configure_environment(args)
+    overrides = settings_from_flags(args)
+    home = dagster_home(Path(overrides[DATA_DIR]))
     if args.command == "ui":
-        return launch_ui()
+        return launch_ui(overrides, home)
     if args.command == "mlflow":
-        return launch_mlflow_ui()
+        return launch_mlflow_ui(overrides)
 
-    from orchestration import runner  # imports Dagster and the assets: after the environment is set
+    from orchestration import runner  # imports Dagster and the assets: only for the commands that run them
 
+    project = runner.Project(overrides, home)
     if args.command == "demo":
-        return runner.run_demo(images_per_subject=args.images_per_subject)
+        return runner.run_demo(project, images_per_subject=args.images_per_subject)
     if args.command == "run":
-        return runner.run_everything(segment_keys=args.segments)
+        return runner.run_everything(project, segment_keys=args.segments)
     if args.command == "search":
-        return runner.print_search(args.query, args.k)
+        return runner.print_search(project, args.query, args.k)
     raise AssertionError(args.command)
 
 
-def configure_environment(args: argparse.Namespace) -> None:
+def settings_from_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The settings the flags change, over the environment (which is left as it is)."""
+    from orchestration.resources import build_resources
+
+    overrides = {}
     if args.data_dir:
-        os.environ["ADRAG_DATA_DIR"] = args.data_dir
+        overrides[DATA_DIR] = args.data_dir
     if getattr(args, "images", None):
-        os.environ["ADRAG_IMAGES_DIR"] = str(Path(args.images).resolve())
+        overrides[IMAGES_DIR] = str(Path(args.images).resolve())
     if args.offline:
-        os.environ.update(OFFLINE)
-    apply_defaults()
-    data_dir = Path(os.environ["ADRAG_DATA_DIR"]).resolve()
-    os.environ["ADRAG_DATA_DIR"] = str(data_dir)  # absolute, so `dagster dev` and runs agree
-    os.environ.setdefault("DAGSTER_HOME", str(data_dir / "dagster_home"))
-    home = Path(os.environ["DAGSTER_HOME"])
+        from assets_pkg.embeddings.model import RANDOM, TINY_MODEL
+
+        clip = RESOURCE_SETTINGS["clip"]
+        overrides.update({clip["model_name"]: TINY_MODEL, clip["weights"]: RANDOM})
+    # Absolute, so `dagster dev`, its runs and this process agree whatever their working directory.
+    overrides[DATA_DIR] = str(build_resources(overrides, read_now=True)["data_store"].layout.data_dir)
+    return overrides
+
+
+def dagster_home(data_dir: Path) -> Path:
+    """$DAGSTER_HOME, else a project-local instance under the data directory (no telemetry leaves it)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or data_dir / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        # A project-local instance: no usage telemetry leaves the machine.
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
 
 
-def launch_ui() -> int:
+def launch_ui(overrides: dict[str, str], home: Path) -> int:
     import dagster as dg
 
     from orchestration.pools import apply_pool_limits
 
+    # `dagster dev`, its code server and its runs inherit the flags' settings through their environment.
+    environ = {**os.environ, **overrides, "DAGSTER_HOME": str(home)}
     # Runs launched from the UI queue on the `gpu` and `image_api` pools (the UI shows them under
     # Deployment > Concurrency). CLI runs on this instance then claim pool slots too.
-    with dg.DagsterInstance.get() as instance:
-        apply_pool_limits(instance)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        apply_pool_limits(instance, environ)
     root = Path(__file__).resolve().parent.parent
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(root / "workspace.yaml")]
-    print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} {' '.join(command)}", flush=True)
+    print(f"DAGSTER_HOME={home} {' '.join(command)}", flush=True)
     os.chdir(root)
-    os.execv(sys.executable, command)
+    os.execve(sys.executable, command, environ)
 
 
-def launch_mlflow_ui() -> int:
+def launch_mlflow_ui(overrides: dict[str, str]) -> int:
     from urllib.parse import urlsplit
 
-    from orchestration.resources import resources_from_environment
+    from orchestration.resources import build_resources
 
-    resources = resources_from_environment()
+    resources = build_resources(overrides, read_now=True)
     store = resources["mlflow_tracking"].store(resources["data_store"].layout)  # the store the runs log to
     address = urlsplit(store.ui_url)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.tracking_uri,

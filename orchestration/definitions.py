@@ -18,23 +18,20 @@ import dagster as dg
 from assets_pkg.campaigns.assets import segment_campaign
 from assets_pkg.catalog.assets import image_manifest, image_mirror
 from assets_pkg.catalog.checks import manifest_quarantine_rate_within_limit, mirror_matches_manifest_images
-from assets_pkg.catalog.resources import QuarantineLimit
 from assets_pkg.embeddings.assets import image_embeddings
 from assets_pkg.embeddings.checks import embeddings_match_mirror_and_model, embeddings_quarantine_rate_within_limit
 from assets_pkg.index.assets import image_index
-from assets_pkg.index.checks import (index_matches_mirror_and_embeddings, index_ready_for_campaigns,
-                                     index_recall_at_10, vectors_are_finite_unit_norm)
+from assets_pkg.index.checks import index_matches_mirror_and_embeddings, index_ready_for_campaigns, index_recall_at_10
 from orchestration.jobs import generate_campaigns, refresh_catalog
 from orchestration.resources import build_resources
 from orchestration.schedules import nightly_refresh_schedule
 from orchestration.sensors import image_folder_sensor, record_run_failures, segments_sensor
-from orchestration.settings import setting
+from orchestration.settings import location_setting
 
 CATALOG_ASSETS = [image_manifest, image_mirror, image_embeddings, image_index]
 CAMPAIGN_ASSETS = [segment_campaign]  # campaign_candidates and campaign_ad, made by one step
 # Checks that need only the pipeline's own resources (data_store, clip), run with every catalog refresh.
-CATALOG_CHECKS = [index_matches_mirror_and_embeddings, index_recall_at_10, vectors_are_finite_unit_norm,
-                  mirror_matches_manifest_images, embeddings_match_mirror_and_model, index_ready_for_campaigns]
+CATALOG_CHECKS = [index_matches_mirror_and_embeddings, index_recall_at_10, mirror_matches_manifest_images, embeddings_match_mirror_and_model, index_ready_for_campaigns]
 # Checks against a configured limit (resource `quarantine_limit`); warnings, never blocking.
 QUARANTINE_CHECKS = [manifest_quarantine_rate_within_limit, embeddings_quarantine_rate_within_limit]
 ALL_CHECKS = [*CATALOG_CHECKS, *QUARANTINE_CHECKS]
@@ -43,16 +40,16 @@ ALL_CHECKS = [*CATALOG_CHECKS, *QUARANTINE_CHECKS]
 def build_definitions(environ: Mapping[str, str] = os.environ, resources: dict | None = None) -> dg.Definitions:
     """The code location's Definitions; the schedule's cron and timezone come from `environ` now.
 
-    `resources` replaces the environment-configured resources (tests pass the tiny model's).
+    `resources` replaces the environment-configured resources (the CLI passes its own, tests the tiny
+    model's).
     """
     return dg.Definitions(
         assets=[*CATALOG_ASSETS, *CAMPAIGN_ASSETS],
         asset_checks=ALL_CHECKS,
-        resources=resources if resources is not None else {
-            **build_resources(), "quarantine_limit": QuarantineLimit(max_rate=dg.EnvVar("ADRAG_MAX_QUARANTINE_RATE"))},
+        resources=resources if resources is not None else build_resources(environ=environ),
         jobs=[refresh_catalog, generate_campaigns],
-        schedules=[nightly_refresh_schedule(setting("ADRAG_REFRESH_CRON", environ),
-                                            setting("ADRAG_REFRESH_TIMEZONE", environ))],
+        schedules=[nightly_refresh_schedule(location_setting("ADRAG_REFRESH_CRON", environ),
+                                            location_setting("ADRAG_REFRESH_TIMEZONE", environ))],
         sensors=[image_folder_sensor, segments_sensor, record_run_failures],
     )
 

@@ -18,15 +18,8 @@ from typing import Mapping
 import pyarrow as pa
 
 from assets_pkg.delta_tables import append, exclusive, read_table, sql_literal
+from assets_pkg.layout import FAILURES_SCHEMA
 
-FAILURES_SCHEMA = pa.schema([
-    ("run_id", pa.string()),
-    ("job_name", pa.string()),
-    ("partition_key", pa.string()),
-    ("failed_at", pa.timestamp("us", tz="UTC")),
-    ("failed_steps", pa.list_(pa.string())),
-    ("error", pa.string()),
-])
 MAX_ERROR_CHARS = 4000
 REDACTED = "[redacted]"
 # Environment variables whose values are secrets wherever they show up in a message.
@@ -48,10 +41,6 @@ class RunFailure:
     failed_at: datetime
     failed_steps: list[str] = field(default_factory=list)
     error: str = ""
-
-
-def failures_table(lake_dir: Path) -> Path:
-    return lake_dir / "run_failures"
 
 
 def scrub_secrets(text: str, environ: Mapping[str, str] = os.environ) -> str:

@@ -1,9 +1,9 @@
-"""Dagster pool limits for the GPU step and the image API, from the same settings as the file-lock slots.
+"""Dagster pool limits for the GPU step and the campaign step, set on the instance by `adrag ui`.
 
 Dagster enforces a pool only once the instance has a limit for it (`dagster instance concurrency
-set gpu 1` does the same by hand); `apply_pool_limits` sets `gpu` from ADRAG_GPU_CONCURRENCY and
-`image_api` from ADRAG_IMAGE_API_CONCURRENCY so the UI shows and queues them. The file-lock slots
-in `assets_pkg.slots` hold the same limits on this machine whether or not a pool has one.
+set gpu 1` does the same by hand). `gpu`: embedding steps at once (ADRAG_GPU_CONCURRENCY).
+`image_api`: one campaign step at a time; inside it, ADRAG_IMAGE_API_CONCURRENCY worker threads
+are the generations in flight, so one step at a time makes that the instance's limit.
 """
 
 from __future__ import annotations
@@ -13,19 +13,20 @@ from typing import Mapping
 
 import dagster as dg
 
-from orchestration.settings import setting
+from orchestration.resources import build_resources
+from orchestration.settings import RESOURCE_SETTINGS
 
-POOL_SETTINGS = {"gpu": "ADRAG_GPU_CONCURRENCY", "image_api": "ADRAG_IMAGE_API_CONCURRENCY"}
+CAMPAIGN_STEPS_AT_ONCE = 1
 
 
 def pool_limits(environ: Mapping[str, str] = os.environ) -> dict[str, int]:
-    limits = {}
-    for pool, name in POOL_SETTINGS.items():
-        value = setting(name, environ)
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"{name}={value!r}: expected a whole number of at least 1")
-        limits[pool] = int(value)
-    return limits
+    resources = build_resources(environ=environ, read_now=True)
+    for key in ("clip", "image_generator"):
+        limit = resources[key].max_concurrent
+        if limit < 1:
+            name = RESOURCE_SETTINGS[key]["max_concurrent"]
+            raise ValueError(f"{name}={environ.get(name, limit)!r}: expected a whole number of at least 1")
+    return {"gpu": resources["clip"].max_concurrent, "image_api": CAMPAIGN_STEPS_AT_ONCE}
 
 
 def apply_pool_limits(instance: dg.DagsterInstance, environ: Mapping[str, str] = os.environ) -> dict[str, int]:

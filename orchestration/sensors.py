@@ -19,7 +19,7 @@ import dagster as dg
 from assets_pkg.campaigns.partitions import segment_partitions
 from assets_pkg.campaigns.segments import load_segments
 from assets_pkg.resources import DataStore
-from orchestration.failures import RunFailure, failures_table, record_failure
+from orchestration.failures import RunFailure, record_failure
 from orchestration.fingerprints import folder_fingerprint, segment_fingerprint
 from orchestration.jobs import generate_campaigns, refresh_catalog
 
@@ -98,7 +98,7 @@ def segments_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) 
 )
 def record_run_failures(context: dg.RunFailureSensorContext, data_store: DataStore) -> None:
     failure = describe_failed_run(context.instance, context.dagster_run)
-    table = failures_table(data_store.layout.lake_dir)
+    table = data_store.layout.failures_table
     written = record_failure(table, failure)
     context.log.error(f"run {failure.run_id} ({failure.job_name}"
                       + (f", partition {failure.partition_key}" if failure.partition_key else "")

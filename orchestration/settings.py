@@ -1,46 +1,44 @@
-"""Environment variables the resources read (through dg.EnvVar, at run time), and their defaults.
+"""Which environment variable sets which resource field, and the two settings read when the code loads.
 
-`dg.EnvVar` fails on an unset variable, so every setting has a default here; the CLI applies them
-with `setdefault` (a value in the environment always wins) before it runs anything or starts
-`dagster dev`, whose code server and runs inherit them. (No `.env` file: `dagster dev` lets a
-`.env` override the environment, which would undo `adrag --data-dir ... ui`.)
+Defaults are stated once, on the resource fields (which take them from the domain modules): a
+variable that is unset or blank leaves its field at that default. A variable that is set is read
+through `dg.EnvVar` when a run starts, so a secret (REPLICATE_API_TOKEN) never becomes a literal in
+the run's configuration. (No `.env` file: `dagster dev` lets a `.env` override the environment,
+which would undo `adrag --data-dir ... ui`.)
 """
 
 from __future__ import annotations
 
 import os
-from typing import Mapping, MutableMapping
+from typing import Mapping
 
-DEFAULTS = {
-    "ADRAG_DATA_DIR": "data",  # the local volume: images/, brand/, segments.yaml and generated tables
-    "ADRAG_IMAGES_DIR": "",  # empty: <data dir>/images
-    "ADRAG_CLIP_MODEL": "ViT-B-32",
-    "ADRAG_CLIP_WEIGHTS": "laion2b_s34b_b79k",  # a pretrained tag, a checkpoint file path, or "random"
-    "ADRAG_DEVICE": "auto",
-    "REPLICATE_API_TOKEN": "",  # empty: the local compositor makes the ads
-    "ADRAG_REPLICATE_BASE_URL": "",  # empty: Replicate's API; else a proxy or a stand-in
-    "MLFLOW_TRACKING_URI": "",  # empty: SQLite store under <data dir>/mlflow
-    "ADRAG_MLFLOW_UI_URL": "http://127.0.0.1:5000",  # the MLflow UI (`adrag mlflow`) Dagster links runs to
-    "ADRAG_GPU_CONCURRENCY": "1",  # embedding steps running at once on this machine, across all runs
-    "ADRAG_IMAGE_API_CONCURRENCY": "4",  # generations in flight at once on this machine, across all runs
-    "ADRAG_REFRESH_CRON": "0 2 * * *",  # when the nightly refresh_catalog schedule runs (read when the code loads)
-    "ADRAG_REFRESH_TIMEZONE": "UTC",  # the schedule's IANA timezone, e.g. Europe/Berlin
-    "ADRAG_MAX_QUARANTINE_RATE": "0.05",  # quarantine-rate checks warn above this share of the folder's files
+# resource key -> {field -> environment variable}
+RESOURCE_SETTINGS: dict[str, dict[str, str]] = {
+    "data_store": {"data_dir": "ADRAG_DATA_DIR",  # images/, brand/, segments.yaml and the generated tables
+                   "images_dir": "ADRAG_IMAGES_DIR"},  # default <data dir>/images
+    "clip": {"model_name": "ADRAG_CLIP_MODEL", "weights": "ADRAG_CLIP_WEIGHTS",  # weights: tag, file or "random"
+             "device": "ADRAG_DEVICE",
+             "max_concurrent": "ADRAG_GPU_CONCURRENCY"},  # embedding steps at once on this machine
+    "image_generator": {"replicate_api_token": "REPLICATE_API_TOKEN",  # unset: the local compositor
+                        "replicate_model": "ADRAG_REPLICATE_MODEL",
+                        "replicate_base_url": "ADRAG_REPLICATE_BASE_URL",  # a proxy or a stand-in
+                        "max_concurrent": "ADRAG_IMAGE_API_CONCURRENCY"},  # generations in flight in a campaign step
+    "mlflow_tracking": {"tracking_uri": "MLFLOW_TRACKING_URI",  # unset: SQLite under <data dir>/mlflow
+                        "ui_url": "ADRAG_MLFLOW_UI_URL"},  # the MLflow UI Dagster links runs to
+    "quarantine_limit": {"max_rate": "ADRAG_MAX_QUARANTINE_RATE"},  # quarantine-rate checks warn above it
 }
-OFFLINE = {"ADRAG_CLIP_MODEL": "adrag-tiny-clip", "ADRAG_CLIP_WEIGHTS": "random"}
+# What Dagster needs when it loads the code location (a schedule's cron cannot be a run-time EnvVar).
+LOCATION_DEFAULTS = {
+    "ADRAG_REFRESH_CRON": "0 2 * * *",  # when the nightly refresh_catalog schedule runs
+    "ADRAG_REFRESH_TIMEZONE": "UTC",  # its IANA timezone, e.g. Europe/Berlin
+}
 
 
-def apply_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
-    for name, value in DEFAULTS.items():
-        environ.setdefault(name, value)
+def is_set(name: str, environ: Mapping[str, str] = os.environ) -> bool:
+    return bool(environ.get(name, "").strip())
 
 
-def setting(name: str, environ: Mapping[str, str] = os.environ) -> str:
-    """A setting's value now: the environment's when set and not blank, else the default.
-
-    For what Dagster needs when it loads the code location (the schedule's cron and timezone),
-    which no `dg.EnvVar` can supply. Call it at load time, never at import time.
-    """
-    value = environ.get(name, "").strip()
-    return value or DEFAULTS[name]
-
+def location_setting(name: str, environ: Mapping[str, str] = os.environ) -> str:
+    """A load-time setting: the environment's value when set and not blank, else its default.
+    Call it when the code location loads, never at import time."""
+    return environ[name].strip() if is_set(name, environ) else LOCATION_DEFAULTS[name]

@@ -16,7 +16,7 @@ from assets_pkg.embeddings.model import RANDOM, TINY_MODEL
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.layout import DataLayout
 from assets_pkg.resources import DataStore, MlflowTracking
-from orchestration.demo_catalog import make_brand_image
+from demo_catalog import make_brand_image
 
 REPO = Path(__file__).resolve().parent.parent
 SEGMENTS_YAML = """

@@ -12,6 +12,10 @@ It can also misbehave the way a real image API does, request by request (see Sta
 
     ReplicateStandIn(create_faults=[429, LOST], poll_faults=[503], retry_after="1")
 
+Its clock can be set apart from the client's (`clock_skew_s`) and moved on (`advance_clock`): created_at,
+completed_at and every answer's Date header read it, and outputs older than `output_retention_s` on it are
+removed, as Replicate removes an API prediction's data after an hour.
+
 `created` lists every prediction the server made, so its length is what the account paid for, including
 predictions whose create answer was lost on the way back.
 """
@@ -27,6 +31,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import urlsplit
@@ -65,6 +70,11 @@ class StandInKnobs:
     hang_s: float = 5.0  # how long a HANG holds the connection (leaving the `with` block ends it sooner)
     answer_delay_s: float = 0.0  # every answer waits this long: a slow but healthy server
     output_body: bytes | None = None  # served at the output URL instead of the generated PNG
+    clock_skew_s: float = 0.0  # the server's clock minus the client's: created_at, completed_at and Date
+    output_retention_s: float | None = None  # after this long past completion (server clock), data is removed
+    # Whether predictions are listed and fetched with their image inputs as sent (data URLs). False: each comes
+    # back as a URL of the server's own, so the client cannot compare the images it sent.
+    echo_file_inputs: bool = True
 
 
 @dataclass
@@ -72,13 +82,17 @@ class _Prediction:
     id: str
     model: str
     input: dict
+    created_s: float  # server clock (epoch seconds)
     created: float = field(default_factory=time.monotonic)
-    created_at: str = field(
-        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    )
     status: str = "starting"
     polls: int = 0
     finished: float | None = None  # monotonic time it reached a terminal status
+    completed_s: float | None = None  # server clock
+
+    def finish(self, status: str, now_s: float) -> None:
+        self.status = status
+        self.finished = time.monotonic()
+        self.completed_s = now_s
 
 
 class ReplicateStandIn:
@@ -92,6 +106,7 @@ class ReplicateStandIn:
         self.served: dict[str, bytes] = {}  # prediction id -> the PNG bytes served for it
         self.polls = 0  # polls answered (faults not counted)
         self._predictions: dict[str, _Prediction] = {}
+        self._advanced_s = 0.0  # advance_clock's total
         self._faults = {
             "create": list(self.knobs.create_faults),
             "poll": list(self.knobs.poll_faults),
@@ -125,6 +140,28 @@ class ReplicateStandIn:
         self._server.server_close()
         self._thread.join(timeout=5)
 
+    def server_time(self) -> float:
+        """The server's clock, in epoch seconds."""
+        return time.time() + self.knobs.clock_skew_s + self._advanced_s
+
+    def advance_clock(self, seconds: float) -> None:
+        """Time passes on the server (for retention): a test need not sleep an hour."""
+        with self._lock:
+            self._advanced_s += seconds
+
+    def backdate(self, prediction_id: str, seconds: float) -> None:
+        """The prediction was made (and finished) `seconds` earlier than it was."""
+        with self._lock:
+            prediction = self._predictions[prediction_id]
+            prediction.created_s -= seconds
+            if prediction.completed_s is not None:
+                prediction.completed_s -= seconds
+
+    def finish(self, prediction_id: str, status: str) -> None:
+        """Ends a prediction from outside (a cancel on the website, a model failure) without a request."""
+        with self._lock:
+            self._predictions[prediction_id].finish(status, self.server_time())
+
     # -- behaviour, called by the handler under the lock --------------------------------------------
 
     def peak_in_flight(self) -> int:
@@ -145,7 +182,8 @@ class ReplicateStandIn:
     def _create(self, owner: str, name: str, body: dict) -> tuple[int, dict]:
         if not isinstance(body.get("input"), dict) or not body["input"].get("prompt"):
             return 422, {"title": "Input validation failed", "detail": "input.prompt is required", "status": 422}
-        prediction = _Prediction(id=f"p{len(self._predictions) + 1:04d}", model=f"{owner}/{name}", input=body["input"])
+        prediction = _Prediction(id=f"p{len(self._predictions) + 1:04d}", model=f"{owner}/{name}", input=body["input"],
+                                 created_s=self.server_time())
         self._predictions[prediction.id] = prediction
         self.created.append(
             {"model": prediction.model, "path": f"/v1/models/{owner}/{name}/predictions", "body": body, "input": body["input"]}
@@ -153,7 +191,7 @@ class ReplicateStandIn:
         return 201, self._json(prediction)
 
     def _list(self) -> tuple[int, dict]:
-        newest_first = sorted(self._predictions.values(), key=lambda p: p.created, reverse=True)
+        newest_first = sorted(self._predictions.values(), key=lambda p: (p.created_s, p.id), reverse=True)
         return 200, {"next": None, "previous": None, "results": [self._json(p) for p in newest_first]}
 
     def _poll(self, prediction_id: str) -> tuple[int, dict]:
@@ -165,9 +203,10 @@ class ReplicateStandIn:
         if prediction.status in ("starting", "processing"):
             waited = time.monotonic() - prediction.created
             done = prediction.polls > self.knobs.polls_before_done and waited >= self.knobs.seconds_before_done
-            prediction.status = self.knobs.outcome if done else "processing"
             if done:
-                prediction.finished = time.monotonic()
+                prediction.finish(self.knobs.outcome, self.server_time())
+            else:
+                prediction.status = "processing"
         return 200, self._json(prediction)
 
     def _cancel(self, prediction_id: str) -> tuple[int, dict]:
@@ -176,12 +215,12 @@ class ReplicateStandIn:
             return 404, {"detail": "Not found.", "status": 404}
         self.canceled.append(prediction_id)
         if prediction.status in ("starting", "processing"):
-            prediction.status = "canceled"
+            prediction.finish("canceled", self.server_time())
         return 200, self._json(prediction)
 
     def _output(self, prediction_id: str) -> bytes | None:
         prediction = self._predictions.get(prediction_id)
-        if prediction is None or prediction.status != "succeeded":
+        if prediction is None or prediction.status != "succeeded" or self._data_removed(prediction):
             return None
         if self.knobs.output_body is not None:
             return self.knobs.output_body
@@ -189,26 +228,42 @@ class ReplicateStandIn:
             self.served[prediction_id] = _blend_inputs(prediction.input)
         return self.served[prediction_id]
 
+    def _data_removed(self, prediction: _Prediction) -> bool:
+        retention = self.knobs.output_retention_s
+        return (retention is not None and prediction.completed_s is not None
+                and self.server_time() - prediction.completed_s >= retention)
+
     def _json(self, prediction: _Prediction) -> dict:
         succeeded = prediction.status == "succeeded"
-        finished = prediction.status in ("succeeded", "failed", "canceled")
+        removed = self._data_removed(prediction)
         urls = f"{self.base_url}/v1/predictions/{prediction.id}"
+        inputs = {} if removed else dict(prediction.input)
+        if not self.knobs.echo_file_inputs:
+            for name, value in inputs.items():
+                if isinstance(value, str) and value.startswith("data:"):
+                    inputs[name] = f"{self.base_url}/inputs/{prediction.id}/{name}"  # not served
         return {
             "id": prediction.id,
             "model": prediction.model,
             "version": "hidden",  # what Replicate reports for official models
             "status": prediction.status,
-            "input": prediction.input,
-            "output": f"{self.base_url}/files/{prediction.id}.png" if succeeded else None,
+            "input": inputs,
+            "output": f"{self.base_url}/files/{prediction.id}.png" if succeeded and not removed else None,
             "error": self.knobs.error_message if prediction.status == "failed" else None,
             "logs": "",
             "metrics": {"predict_time": 0.01} if succeeded else {},
-            "created_at": prediction.created_at,
-            "started_at": prediction.created_at if prediction.status != "starting" else None,
-            "completed_at": prediction.created_at if finished else None,
-            "data_removed": False,
+            "created_at": _timestamp(prediction.created_s),
+            "started_at": _timestamp(prediction.created_s) if prediction.status != "starting" else None,
+            "completed_at": _timestamp(prediction.completed_s) if prediction.completed_s is not None else None,
+            "data_removed": removed,
             "urls": {"get": urls, "cancel": f"{urls}/cancel"},
         }
+
+
+def _timestamp(epoch_s: float) -> str:
+    """An ISO 8601 UTC timestamp as Replicate writes them: microseconds and a Z."""
+    when = datetime.fromtimestamp(epoch_s, timezone.utc)
+    return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _blend_inputs(inputs: dict) -> bytes:
@@ -301,6 +356,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header of every answer (send_response writes it), on the server's possibly skewed clock.
+        standin: ReplicateStandIn = self.server.standin  # type: ignore[attr-defined]
+        return formatdate(standin.server_time() if timestamp is None else timestamp, usegmt=True)
 
     def log_message(self, format: str, *args) -> None:
         pass  # keep test output clean

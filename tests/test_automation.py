@@ -12,18 +12,16 @@ import pytest
 import torch
 from conftest import write_photo
 
-from assets_pkg.campaigns.store import CANDIDATES_SCHEMA
-from assets_pkg.catalog.mirror import MIRROR_SCHEMA
 from assets_pkg.catalog.resources import QuarantineLimit
 from assets_pkg.delta_tables import read_table
 from assets_pkg.embeddings.model import TINY_MODEL
 from assets_pkg.embeddings.resources import ClipModel
-from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
 from assets_pkg.index.lance_index import open_index, scan_index
+from assets_pkg.layout import CANDIDATES_SCHEMA, EMBEDDINGS_SCHEMA, MIRROR_SCHEMA
 from assets_pkg.resources import DataStore
 from orchestration import definitions
 from orchestration.definitions import build_definitions
-from orchestration.failures import failures_table, read_failures
+from orchestration.failures import read_failures
 from orchestration.pools import apply_pool_limits
 from orchestration.runner import sync_segment_partitions
 from orchestration.sensors import image_folder_sensor, record_run_failures, segments_sensor
@@ -255,7 +253,7 @@ def test_failed_campaign_run_is_recorded_with_what_to_do(instance, resources, da
 
     evaluate_failure_sensor(instance, failed, data_dir)
     evaluate_failure_sensor(instance, failed, data_dir)  # a repeated tick records nothing twice
-    [row] = read_failures(failures_table(layout.lake_dir))
+    [row] = read_failures(layout.failures_table)
     assert (row["run_id"], row["job_name"], row["partition_key"]) == (failed.run_id, "generate_campaigns", key)
     assert row["failed_steps"] == ["image_index_index_ready_for_campaigns"]
     assert "check index_ready_for_campaigns on image_index failed" in row["error"]
@@ -269,7 +267,7 @@ def test_failed_campaign_run_is_recorded_with_what_to_do(instance, resources, da
         "dagster/asset_partition_range_start": key, "dagster/asset_partition_range_end": other})
     assert not batch.success
     evaluate_failure_sensor(instance, batch, data_dir)
-    latest = read_failures(failures_table(layout.lake_dir))[0]
+    latest = read_failures(layout.failures_table)[0]
     assert (latest["run_id"], latest["partition_key"]) == (batch.run_id, f"{key}...{other}")
 
 
@@ -287,7 +285,7 @@ def test_failure_sensor_ticks_pick_up_runs_the_cli_executes_in_process(instance,
     later = record_run_failures.evaluate_tick(
         dg.build_sensor_context(instance=instance, resources=store, cursor=first.cursor))
     assert later.cursor != first.cursor
-    rows = read_failures(failures_table(layout.lake_dir))
+    rows = read_failures(layout.failures_table)
     assert len(rows) == 2 and failed.run_id in {r["run_id"] for r in rows}
     assert {r["error"] for r in rows} == {"broken_step: RuntimeError: disk full while writing the mirror"}
 
@@ -302,19 +300,20 @@ def test_failure_record_keeps_the_error_and_drops_secrets(instance, data_dir, la
 
     failed = dg.materialize([flaky_upload], instance=instance, raise_on_error=False)
     evaluate_failure_sensor(instance, failed, data_dir)
-    [row] = read_failures(failures_table(layout.lake_dir))
+    [row] = read_failures(layout.failures_table)
     assert row["job_name"] == "__ephemeral_asset_job__" and row["failed_steps"] == ["flaky_upload"]
     assert "upload refused for Authorization: Bearer [redacted]; retry with [redacted] later" in row["error"]
-    stored = b"".join(p.read_bytes() for p in failures_table(layout.lake_dir).rglob("*") if p.is_file())
+    stored = b"".join(p.read_bytes() for p in layout.failures_table.rglob("*") if p.is_file())
     assert token.encode() not in stored and b"s3cr3t-value-xyz" not in stored
 
 
 # Pools ---------------------------------------------------------------------------------------------
 
 def test_pool_limits_come_from_the_concurrency_settings(instance, resources):
-    assert apply_pool_limits(instance, {"ADRAG_GPU_CONCURRENCY": "2"}) == {"gpu": 2, "image_api": 4}
+    # image_api: one campaign step at a time (its threads are the generations in flight).
+    assert apply_pool_limits(instance, {"ADRAG_GPU_CONCURRENCY": "2"}) == {"gpu": 2, "image_api": 1}
     limits = {p: instance.event_log_storage.get_concurrency_info(p).slot_count for p in ("gpu", "image_api")}
-    assert limits == {"gpu": 2, "image_api": 4}
+    assert limits == {"gpu": 2, "image_api": 1}
     # The catalog's GPU step runs under the limit and gives its slot back.
     job = build_definitions(resources=with_limit(resources)).resolve_job_def("refresh_catalog")
     assert job.execute_in_process(instance=instance).success

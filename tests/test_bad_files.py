@@ -22,15 +22,14 @@ import pyarrow.compute as pc
 from bad_files import KINDS, Expected, Kind, Observed
 from conftest import REPO, write_photo
 
-from assets_pkg.catalog.mirror import MIRROR_SCHEMA, read_image_bytes
-from assets_pkg.catalog.probe import content_hash
-from assets_pkg.catalog.quarantine import QUARANTINE_SCHEMA
 from assets_pkg.catalog import scan
-from assets_pkg.catalog.scan import MANIFEST_SCHEMA, checked_stat, read_checked
+from assets_pkg.catalog.mirror import read_image_bytes
+from assets_pkg.catalog.probe import content_hash
+from assets_pkg.catalog.scan import checked_stat, read_checked
 from assets_pkg.delta_tables import read_table
-from assets_pkg.embeddings.encode import decode_upright_rgb
-from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
 from assets_pkg.index.lance_index import open_index
+from assets_pkg.layout import EMBEDDINGS_SCHEMA, MANIFEST_SCHEMA, MIRROR_SCHEMA, QUARANTINE_SCHEMA
+from assets_pkg.pictures import decode_upright_rgb
 from orchestration.definitions import CATALOG_ASSETS
 
 catalog_assets = importlib.import_module("assets_pkg.catalog.assets")  # the module, not the asset

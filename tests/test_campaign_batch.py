@@ -11,10 +11,10 @@ import pytest
 from replicate_standin import ReplicateStandIn
 from test_pipeline import refresh
 
-from assets_pkg.campaigns.store import CAMPAIGNS_SCHEMA
 from assets_pkg.delta_tables import read_table
-from orchestration.runner import consecutive_stretches, generate_segments, sync_segment_partitions
-from orchestration.settings import DEFAULTS, OFFLINE
+from assets_pkg.embeddings.model import RANDOM, TINY_MODEL
+from assets_pkg.layout import CAMPAIGNS_SCHEMA
+from orchestration.runner import Project, consecutive_stretches, generate_segments, sync_segment_partitions
 
 SEGMENTS = """
 brand: {name: Bricks, tagline: Real food for real pets}
@@ -27,15 +27,15 @@ segments:
 
 
 @pytest.fixture
-def environment(monkeypatch, data_dir):
-    """The settings a user's shell gives `adrag run`: the resources read them through dg.EnvVar."""
-    monkeypatch.setenv("ADRAG_DATA_DIR", str(data_dir))
+def project(monkeypatch, data_dir, tmp_path) -> Project:
+    """What `adrag --data-dir ... --offline run` runs on: the flags' settings over the user's shell, whose
+    variables the resources read through dg.EnvVar."""
+    for name in [n for n in os.environ if n.startswith(("ADRAG_", "REPLICATE_", "MLFLOW_"))]:
+        monkeypatch.delenv(name)
     monkeypatch.setenv("ADRAG_DEVICE", "cpu")
     monkeypatch.setenv("ADRAG_IMAGE_API_CONCURRENCY", "2")
-    for name, value in OFFLINE.items():
-        monkeypatch.setenv(name, value)
-    for name in DEFAULTS:  # the rest at their defaults, restored after the test like the ones above
-        monkeypatch.setenv(name, os.environ.get(name, DEFAULTS[name]))
+    return Project({"ADRAG_DATA_DIR": str(data_dir), "ADRAG_CLIP_MODEL": TINY_MODEL, "ADRAG_CLIP_WEIGHTS": RANDOM},
+                   tmp_path / "dagster_home")
 
 
 def latest_ad_metadata(instance: dg.DagsterInstance, key: str) -> dict:
@@ -45,7 +45,7 @@ def latest_ad_metadata(instance: dg.DagsterInstance, key: str) -> dict:
 
 
 def test_a_batch_overlaps_generations_within_the_limit_and_a_bad_segment_fails_alone(
-        environment, resources, instance, layout, monkeypatch):
+        project, resources, instance, layout, monkeypatch):
     refresh(resources, instance)
     layout.segments_file.write_text(SEGMENTS)
     keys = sync_segment_partitions(instance, layout.segments_file)
@@ -54,7 +54,7 @@ def test_a_batch_overlaps_generations_within_the_limit_and_a_bad_segment_fails_a
     with ReplicateStandIn(seconds_before_done=1.0) as api:
         monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_test-token")
         monkeypatch.setenv("ADRAG_REPLICATE_BASE_URL", api.base_url)
-        failed = generate_segments(keys, instance)
+        failed = generate_segments(project, keys, instance)
         peak, paid = api.peak_in_flight(), api.paid
 
     assert failed == [unicorn]  # no photo is labelled unicorn: that segment fails, the others go on
@@ -70,7 +70,7 @@ def test_a_batch_overlaps_generations_within_the_limit_and_a_bad_segment_fails_a
     layout.segments_file.write_text(SEGMENTS.replace("labels: [unicorn]", "labels: [dog]"))
     with ReplicateStandIn() as api:
         monkeypatch.setenv("ADRAG_REPLICATE_BASE_URL", api.base_url)
-        assert generate_segments([unicorn], instance) == []
+        assert generate_segments(project, [unicorn], instance) == []
         assert api.paid == 1
     assert instance.get_materialized_partitions(dg.AssetKey("campaign_ad")) == set(keys)
     rows = read_table(layout.campaigns_table, CAMPAIGNS_SCHEMA).to_pylist()

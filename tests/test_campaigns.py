@@ -9,10 +9,11 @@ import pytest
 from conftest import photo_bytes
 from PIL import Image
 
+from assets_pkg.atomic_files import write_atomically
 from assets_pkg.campaigns.contact_sheet import contact_sheet
 from assets_pkg.campaigns.prompt import build_headline, build_prompt
 from assets_pkg.campaigns.segments import Brand, Segment
-from assets_pkg.campaigns.store import ad_path, output_key, write_atomically
+from assets_pkg.campaigns.store import ad_path, output_key
 from assets_pkg.campaigns.subjects import ClipZeroShotProposer, choose_subject
 
 
@@ -71,7 +72,7 @@ def test_ad_files_are_written_atomically(tmp_path, monkeypatch):
     def crash(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr("assets_pkg.campaigns.store.os.replace", crash)
+    monkeypatch.setattr("assets_pkg.atomic_files.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
         write_atomically(tmp_path / "segment" / "other.png", b"x")
     assert sorted(p.name for p in (tmp_path / "segment").iterdir()) == [path.name], "no temp file left behind"

@@ -14,10 +14,17 @@ from conftest import photo_bytes, write_photo
 from deltalake import DeltaTable, write_deltalake
 from PIL import Image
 
-from assets_pkg.catalog.mirror import (BYTES_SCHEMA, MIRROR_SCHEMA, bytes_table_of, desired_state, desired_table,
-                                       purge_deleted_bytes, read_image_bytes, read_mirror_metadata, sync_mirror)
+from assets_pkg.catalog.mirror import (
+    desired_state,
+    desired_table,
+    purge_deleted_bytes,
+    read_image_bytes,
+    read_mirror_metadata,
+    sync_mirror,
+)
 from assets_pkg.catalog.probe import InvalidImage, content_hash, probe_image
 from assets_pkg.catalog.scan import scan_folder
+from assets_pkg.layout import MIRROR_BYTES_SCHEMA, MIRROR_SCHEMA, mirror_bytes_table
 
 
 def encoded(img: Image.Image, fmt: str, **save) -> bytes:
@@ -90,7 +97,7 @@ def bytes_written(table: Path, after_version: int) -> int:
 
 def stored_ids(table: Path) -> list[str]:
     """Every image id in the bytes table's current snapshot, dead or alive."""
-    return sorted(DeltaTable(str(bytes_table_of(table))).to_pyarrow_table(columns=["image_id"])["image_id"].to_pylist())
+    return sorted(DeltaTable(str(mirror_bytes_table(table))).to_pyarrow_table(columns=["image_id"])["image_id"].to_pylist())
 
 
 @pytest.fixture
@@ -106,10 +113,10 @@ def photos(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_mirror_keeps_statistics_off_the_bytes_and_appends_without_rewriting(photos):
     images, table = photos
-    files_before = set(DeltaTable(str(bytes_table_of(table))).file_uris())
+    files_before = set(DeltaTable(str(mirror_bytes_table(table))).file_uris())
     write_photo(images / "8.jpg", seed=8)
     changes = sync(images, table)
-    dt = DeltaTable(str(bytes_table_of(table)))
+    dt = DeltaTable(str(mirror_bytes_table(table)))
     assert changes.added and set(dt.file_uris()) > files_before, "existing files are kept, one is added"
     minimums = pa.table(dt.get_add_actions(flatten=False)).schema.field("min").type
     assert "image_id" in minimums.names and "bytes" not in minimums.names
@@ -133,12 +140,12 @@ def test_desired_table_groups_copies_like_desired_state(tmp_path):
 
 def test_a_rename_writes_metadata_only_and_no_bytes(photos):
     images, table = photos
-    bytes_version = log_version(bytes_table_of(table))
+    bytes_version = log_version(mirror_bytes_table(table))
     (images / "dog" / "3.jpg").rename(images / "moved.jpg")
     changes = sync(images, table)
     moved_id = content_hash((images / "moved.jpg").read_bytes())
     assert (changes.moved, changes.added, changes.removed, changes.bytes_added) == ([moved_id], [], [], 0)
-    assert log_version(bytes_table_of(table)) == bytes_version, "the bytes table got no commit"
+    assert log_version(mirror_bytes_table(table)) == bytes_version, "the bytes table got no commit"
     moved = [r for r in read_mirror_metadata(table).to_pylist() if r["paths"] == ["moved.jpg"]]
     assert len(moved) == 1 and moved[0]["labels"] == []
 
@@ -147,7 +154,7 @@ def test_a_delete_leaves_the_mirror_at_once_and_writes_at_most_twice_its_bytes(p
     images, table = photos
     victim = images / "dog" / "5.jpg"
     victim_id, victim_size = content_hash(victim.read_bytes()), victim.stat().st_size
-    versions = {t: log_version(t) for t in (table, bytes_table_of(table))}
+    versions = {t: log_version(t) for t in (table, mirror_bytes_table(table))}
     victim.unlink()
     changes = sync(images, table)
     assert changes.removed == [victim_id]
@@ -166,7 +173,7 @@ def test_compaction_drops_dead_bytes_and_rewrites_no_more_than_it_drops(photos):
         (images / "dog" / f"{i}.jpg").unlink()
     first = sync(images, table)
     assert first.bytes_dropped == 0 and len(stored_ids(table)) == 8, "3 of 8 dead: below half, kept"
-    version = log_version(bytes_table_of(table))
+    version = log_version(mirror_bytes_table(table))
     (images / "dog" / "3.jpg").unlink()
     (images / "dog" / "4.jpg").unlink()
     second = sync(images, table)  # 5 of 8 dead: the batch is compacted
@@ -174,15 +181,15 @@ def test_compaction_drops_dead_bytes_and_rewrites_no_more_than_it_drops(photos):
     assert stored_ids(table) == sorted(live) and len(live) == 3
     assert (second.bytes_dropped, second.bytes_rewritten, second.dead_bytes) == (sum(sizes[:5]), sum(sizes[5:]), 0)
     assert second.bytes_rewritten <= second.bytes_dropped
-    assert bytes_written(bytes_table_of(table), version) <= second.bytes_dropped * 1.1  # Parquet framing
+    assert bytes_written(mirror_bytes_table(table), version) <= second.bytes_dropped * 1.1  # Parquet framing
     assert set(read_image_bytes(table, live)) == set(live)
 
     for path in list((images / "dog").iterdir()):  # every image of the batch gone: dropped, nothing written
         path.unlink()
-    version = log_version(bytes_table_of(table))
+    version = log_version(mirror_bytes_table(table))
     last = sync(images, table)
     assert last.bytes_dropped > 0 and last.bytes_rewritten == 0
-    assert stored_ids(table) == [] and bytes_written(bytes_table_of(table), version) == 0
+    assert stored_ids(table) == [] and bytes_written(mirror_bytes_table(table), version) == 0
 
 
 def test_an_image_that_comes_back_reuses_its_stored_bytes(photos, tmp_path):
@@ -190,10 +197,10 @@ def test_an_image_that_comes_back_reuses_its_stored_bytes(photos, tmp_path):
     shutil.move(images / "dog" / "2.jpg", tmp_path / "aside.jpg")
     sync(images, table)
     shutil.move(tmp_path / "aside.jpg", images / "dog" / "2.jpg")
-    bytes_version = log_version(bytes_table_of(table))
+    bytes_version = log_version(mirror_bytes_table(table))
     back = sync(images, table)
     assert len(back.added) == 1 and back.bytes_added == 0
-    assert log_version(bytes_table_of(table)) == bytes_version
+    assert log_version(mirror_bytes_table(table)) == bytes_version
     assert read_image_bytes(table, back.added) == {back.added[0]: (images / "dog" / "2.jpg").read_bytes()}
 
 
@@ -204,7 +211,7 @@ def test_purge_leaves_no_file_holding_a_deleted_image(photos):
     victim.unlink()
     sync(images, table)
     assert purge_deleted_bytes(table) == len(photo_bytes(6, size=(320, 240)))
-    on_disk = [i for f in bytes_table_of(table).rglob("*.parquet")
+    on_disk = [i for f in mirror_bytes_table(table).rglob("*.parquet")
                for i in pq.read_table(f, columns=["image_id"])["image_id"].to_pylist()]
     assert victim_id not in on_disk and len(on_disk) == 7, "no file, current or old, still holds it"
     assert len(read_image_bytes(table, read_mirror_metadata(table)["image_id"].to_pylist())) == 7
@@ -219,11 +226,12 @@ def test_a_one_table_mirror_is_converted_keeping_its_bytes(tmp_path):
     old_rows = [{"image_id": r["image_id"], "bytes": (images / r["path"]).read_bytes(), "format": r["format"],
                  "width": r["width"], "height": r["height"], "size_bytes": r["size_bytes"], "labels": [],
                  "paths": [r["path"]], "added_at": None} for r in manifest.to_pylist()]
-    write_deltalake(str(table), pa.Table.from_pylist(old_rows, schema=MIRROR_SCHEMA))
+    one_table_schema = MIRROR_SCHEMA.insert(1, pa.field("bytes", pa.binary()))  # the earlier layout
+    write_deltalake(str(table), pa.Table.from_pylist(old_rows, schema=one_table_schema))
     for path in images.iterdir():  # renamed: the sync reads no file, so the bytes can only come from the old table
         path.rename(path.with_name("renamed-" + path.name))
     changes = sync(images, table)
     assert changes.bytes_added == 0 and len(changes.moved) == 3
     assert "bytes" not in {f.name for f in DeltaTable(str(table)).schema().fields}
     assert read_image_bytes(table, [r["image_id"] for r in old_rows]) == {r["image_id"]: r["bytes"] for r in old_rows}
-    assert {f.name for f in DeltaTable(str(bytes_table_of(table))).schema().fields} == set(BYTES_SCHEMA.names)
+    assert {f.name for f in DeltaTable(str(mirror_bytes_table(table))).schema().fields} == set(MIRROR_BYTES_SCHEMA.names)

@@ -13,17 +13,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import write_photo
-from test_automation import other_weights
 from deltalake import DeltaTable, write_deltalake
+from test_automation import other_weights
 
-from assets_pkg.campaigns.store import CAMPAIGNS_SCHEMA, CANDIDATES_SCHEMA
 from assets_pkg.catalog.resources import QuarantineLimit
 from assets_pkg.delta_tables import read_table
 from assets_pkg.embeddings.model import TINY_MODEL
 from assets_pkg.embeddings.resources import ClipModel
-from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
 from assets_pkg.index.lance_index import open_index
 from assets_pkg.index.readiness import IndexNotReady, index_readiness, require_ready
+from assets_pkg.layout import CAMPAIGNS_SCHEMA, CANDIDATES_SCHEMA, EMBEDDINGS_SCHEMA
 from orchestration.definitions import ALL_CHECKS, CATALOG_ASSETS, build_definitions, defs
 from orchestration.runner import sync_segment_partitions
 
@@ -224,6 +223,6 @@ def test_require_ready_raises_the_same_message_for_use_inside_an_asset(resources
     with pytest.raises(IndexNotReady, match="there is no index for model adrag-tiny-clip/random-seed0"):
         require_ready(*args)
     refresh(resources, instance)
-    assert require_ready(*args).ready
+    assert require_ready(*args).ok
     readiness = index_readiness(layout.lance_dir, layout.embeddings_table, layout.mirror_table, encoder.model_key, 32)
-    assert not readiness.ready and "64-dimensional vectors but" in readiness.message()
+    assert not readiness.ok and "64-dimensional vectors but" in readiness.describe()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -37,3 +38,19 @@ def test_offline_demo_then_search(tmp_path):
     scores = [float(line.split()[1]) for line in lines]
     assert scores == sorted(scores, reverse=True)
     assert all((data_dir / "images" / line.split()[2]).is_file() for line in lines)
+
+
+def test_the_cli_leaves_its_environment_alone_and_its_flags_reach_the_resources(tmp_path, monkeypatch, capsys):
+    """Flags become the resources' settings, not writes to os.environ (which `dagster dev` and runs inherit
+    only through the environment `adrag ui` passes them)."""
+    from orchestration import cli
+
+    for name in [n for n in os.environ if n.startswith(("ADRAG_", "DAGSTER_HOME"))]:
+        monkeypatch.delenv(name)
+    before = dict(os.environ)
+    data_dir = tmp_path / "elsewhere"
+    assert cli.main(["--data-dir", str(data_dir), "--offline", "search", "a dog"]) == 1  # no index yet
+    assert "no index for model adrag-tiny-clip/" in capsys.readouterr().out
+    changed = {k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)}
+    assert changed <= {"MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"}, changed
+    assert (data_dir / "dagster_home" / "dagster.yaml").is_file()

@@ -11,8 +11,8 @@ from pathlib import Path
 import dagster as dg
 from mlflow import MlflowClient
 
-from assets_pkg.campaigns.store import CAMPAIGNS_SCHEMA
 from assets_pkg.delta_tables import read_table
+from assets_pkg.layout import CAMPAIGNS_SCHEMA
 from orchestration.definitions import CATALOG_ASSETS
 
 REPO = Path(__file__).resolve().parent.parent

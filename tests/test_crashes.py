@@ -14,8 +14,9 @@ import pytest
 from conftest import write_photo
 from test_pipeline import assert_tables_match_disk, model_key_of, refresh
 
-from assets_pkg.campaigns.store import CAMPAIGNS_SCHEMA, CANDIDATES_SCHEMA, TEMP_PREFIX
+from assets_pkg.atomic_files import TEMP_PREFIX
 from assets_pkg.delta_tables import read_table
+from assets_pkg.layout import CAMPAIGNS_SCHEMA, CANDIDATES_SCHEMA
 from orchestration.definitions import CAMPAIGN_ASSETS
 from orchestration.runner import sync_segment_partitions
 
@@ -41,7 +42,7 @@ CHILD = textwrap.dedent("""
         setattr(owner, name, lambda *args, **kwargs: die())
 
     import assets_pkg.campaigns.ads as ads
-    import assets_pkg.campaigns.store as campaign_store
+    import assets_pkg.atomic_files as atomic_files
     import assets_pkg.catalog.mirror as mirror
     import assets_pkg.embeddings.store as embedding_store
     from lancedb.table import LanceTable
@@ -53,7 +54,7 @@ CHILD = textwrap.dedent("""
     elif point == "index: after the delete, before the add":
         kill_after(LanceTable, "delete")
     elif point == "ad: temp file written, before the rename":
-        kill_before(campaign_store.os, "replace")
+        kill_before(atomic_files.os, "replace")
     elif point == "ad: file written, before the campaigns row":
         kill_after(ads, "write_atomically")
     elif point == "replicate: prediction paid, before its output is fetched":

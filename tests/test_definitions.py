@@ -46,3 +46,23 @@ def test_gpu_and_image_api_steps_carry_pools():
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("image_embeddings")).pools == {"gpu"}
     assert graph.get(dg.AssetKey("campaign_ad")).pools == {"image_api"}
+
+
+def test_settings_leave_unset_fields_at_their_one_default_and_read_set_ones_at_run_time():
+    from assets_pkg.catalog.consistency import DEFAULT_MAX_QUARANTINE_RATE
+    from assets_pkg.embeddings.model import DEFAULT_MODEL, DEFAULT_PRETRAINED
+    from orchestration.resources import build_resources
+
+    defaults = build_resources(environ={}, read_now=True)
+    assert (defaults["clip"].model_name, defaults["clip"].weights) == (DEFAULT_MODEL, DEFAULT_PRETRAINED)
+    assert defaults["quarantine_limit"].rate == DEFAULT_MAX_QUARANTINE_RATE
+    assert defaults["image_generator"].replicate_api_token == ""  # the local compositor
+
+    environ = {"ADRAG_CLIP_MODEL": "ViT-L-14", "ADRAG_IMAGE_API_CONCURRENCY": "7", "REPLICATE_API_TOKEN": "  "}
+    now = build_resources(environ=environ, read_now=True)
+    assert now["clip"].model_name == "ViT-L-14" and now["image_generator"].max_concurrent == 7
+    assert now["image_generator"].replicate_api_token == ""  # blank is unset
+    at_run_time = build_resources(environ=environ)
+    assert isinstance(at_run_time["clip"].model_name, dg.EnvVar)  # the secret-safe path: no literal values
+    overridden = build_resources({"ADRAG_CLIP_MODEL": "adrag-tiny-clip"}, environ=environ)
+    assert overridden["clip"].model_name == "adrag-tiny-clip"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orchestration.demo_catalog import SUBJECTS, DemoCatalog, make_brand_image, make_demo_catalog
+from assets_pkg.atomic_files import TEMP_PREFIX
+from demo_catalog import SUBJECTS, DemoCatalog, make_brand_image, make_demo_catalog
 
 PER_SUBJECT = 3  # small for speed, odd so one format gets two files and the other one
 SIZE = (320, 240)
@@ -101,7 +102,7 @@ def test_rerun_keeps_a_file_someone_replaced_and_fills_in_a_missing_one(tmp_path
     make_demo_catalog(tmp_path, images_per_subject=2, subjects=("cat",), size=SIZE)
     assert replaced.read_bytes() == b"my own photo"
     assert deleted.read_bytes() == original
-    assert not list(tmp_path.rglob(".*.tmp"))  # no temporary files left behind
+    assert not list(tmp_path.rglob(f"{TEMP_PREFIX}*"))  # no temporary files left behind
 
 
 def test_unknown_subject_is_refused_before_anything_is_written(tmp_path):

@@ -17,7 +17,8 @@ from assets_pkg.catalog.scan import scan_folder
 from assets_pkg.delta_tables import read_table
 from assets_pkg.embeddings.encode import ClipEncoder
 from assets_pkg.embeddings.model import RANDOM, TINY_MODEL, ClipSpec, WeightsUnavailable, load_clip
-from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA, sync_embeddings
+from assets_pkg.embeddings.store import sync_embeddings
+from assets_pkg.layout import EMBEDDINGS_SCHEMA
 
 
 def embed(encoder: ClipEncoder, images: list[bytes]) -> np.ndarray:

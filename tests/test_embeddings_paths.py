@@ -11,8 +11,9 @@ import torch
 from conftest import photo_bytes
 from PIL import Image
 
-from assets_pkg.embeddings.encode import ClipEncoder, decode_upright_rgb
+from assets_pkg.embeddings.encode import ClipEncoder
 from assets_pkg.embeddings.gpu_decode import GpuPreprocessor, _upright
+from assets_pkg.pictures import decode_upright_rgb
 
 
 def naive_reference(clip, images: list[bytes]) -> np.ndarray:

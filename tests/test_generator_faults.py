@@ -13,10 +13,10 @@ import time
 
 import pytest
 from PIL import Image
+from replicate_standin import HANG, LOST, ReplicateStandIn
 
 from assets_pkg.campaigns.generators.base import GenerationError, GenerationRequest
 from assets_pkg.campaigns.generators.replicate_kontext import ReplicateKontextGenerator
-from replicate_standin import HANG, LOST, ReplicateStandIn
 
 TOKEN = "r8_fault-test-token-must-never-leak-0123456789"
 PROMPT = "Put the brand logo from image 2 on the dog's bandana in image 1"
@@ -255,4 +255,162 @@ def test_resuming_another_requests_prediction_is_refused():
         generator = _generator(api)
         other_id = generator.generate(other).details["prediction_id"]
         _fails(generator, r"was made for another request", resume_prediction_id=other_id)
+    assert api.paid == 1
+
+
+# -- clocks: the lookup after a lost create reads the server's clock, never the client's -----------------
+
+
+@pytest.mark.parametrize("skew_s", [3600, -3600], ids=["server-an-hour-ahead", "server-an-hour-behind"])
+def test_lost_create_is_found_whatever_the_client_clock_says(skew_s):
+    with ReplicateStandIn(create_faults=[LOST], clock_skew_s=skew_s) as api:
+        result = _generator(api).generate(REQUEST)
+    assert api.paid == 1 and api.attempts["create"] == 1
+    assert result.details["prediction_id"] == "p0001"
+
+
+def test_lookup_never_adopts_a_prediction_made_before_this_generation():
+    # The same request succeeded two minutes ago (by the server's clock, an hour ahead of the client's). A create
+    # refused with a 5xx sends us looking; that older prediction is no answer to this create.
+    with ReplicateStandIn(create_faults=[None, 503], clock_skew_s=3600) as api:
+        generator = _generator(api)
+        generator.generate(REQUEST)
+        api.backdate("p0001", 120)
+        result = generator.generate(REQUEST)
+    assert api.attempts["list"] == 1
+    assert result.details["prediction_id"] == "p0002"
+    assert api.paid == 2
+
+
+def test_lookup_tells_requests_apart_by_their_images_when_the_seed_is_fixed():
+    # A fixed seed, the same prompt and settings: only the images differ, and the listing echoes them.
+    other = GenerationRequest(_png((0, 0, 255)), REQUEST.brand_image, PROMPT, "")
+    with ReplicateStandIn(create_faults=[None, 503]) as api:
+        generator = _generator(api, seed=7)
+        generator.generate(other)
+        result = generator.generate(REQUEST)
+    assert api.attempts["list"] == 1
+    assert result.details["prediction_id"] == "p0002"
+    assert result.png == api.served["p0002"]
+    assert api.paid == 2
+
+
+def test_lost_create_is_found_by_its_derived_seed_when_the_listing_hides_the_images():
+    with ReplicateStandIn(create_faults=[LOST], echo_file_inputs=False) as api:
+        result = _generator(api).generate(REQUEST)
+    assert api.paid == 1 and result.details["prediction_id"] == "p0001"
+
+
+def test_with_a_fixed_seed_and_hidden_images_a_lookup_adopts_nothing():
+    # Nothing tells this request's prediction from another's with other images: paying again beats storing
+    # another request's picture under this request's key.
+    with ReplicateStandIn(create_faults=[LOST], echo_file_inputs=False) as api:
+        result = _generator(api, seed=7).generate(REQUEST)
+    assert result.details["prediction_id"] == "p0002"
+    assert api.paid == 2
+
+
+# -- failures after paying: resumable, and resumed without paying again -----------------------------------
+
+
+def _resumable_failure(generator: ReplicateKontextGenerator, match: str, **generate_args) -> GenerationError:
+    with pytest.raises(GenerationError, match=match) as caught:
+        generator.generate(REQUEST, **generate_args)
+    assert TOKEN not in str(caught.value)
+    return caught.value
+
+
+def test_a_failed_download_is_resumable_and_resuming_pays_nothing():
+    seen: list[str] = []
+    with ReplicateStandIn(download_faults=[404]) as api:
+        err = _resumable_failure(_generator(api), r"downloading the output .* failed: .*404", on_created=seen.append)
+        assert (err.prediction_id, err.resumable) == ("p0001", True)
+        result = _generator(api).generate(REQUEST, on_created=seen.append, resume_prediction_id=err.prediction_id)
+    assert result.details["prediction_id"] == "p0001" and result.png == api.served["p0001"]
+    assert api.paid == 1 and seen == ["p0001"]
+
+
+def test_an_output_that_is_not_an_image_is_resumable():
+    with ReplicateStandIn(output_body=b"<html>502 Bad Gateway</html>") as api:
+        err = _resumable_failure(_generator(api), r"output is not an image", on_created=lambda _: None)
+    assert (err.prediction_id, err.resumable) == ("p0001", True)
+
+
+@pytest.mark.parametrize("outcome", ["failed", "canceled"])
+def test_a_prediction_that_failed_is_not_resumable(outcome):
+    with ReplicateStandIn(outcome=outcome) as api:
+        err = _resumable_failure(_generator(api), rf"prediction p0001 {outcome}", on_created=lambda _: None)
+    assert (err.prediction_id, err.resumable) == ("p0001", False)
+
+
+def test_a_create_that_never_succeeded_has_nothing_to_resume():
+    with ReplicateStandIn(create_faults=[400]) as api:
+        err = _resumable_failure(_generator(api), r"HTTP 400", on_created=lambda _: None)
+    assert (err.prediction_id, err.resumable) == (None, False)
+
+
+def test_past_the_deadline_a_kept_prediction_runs_on_and_the_next_run_collects_it():
+    with ReplicateStandIn(polls_before_done=10_000) as api:
+        err = _resumable_failure(_generator(api, timeout_s=0.3), r"timed out after 0\.3s", on_created=lambda _: None)
+        assert (err.prediction_id, err.resumable) == ("p0001", True)
+        assert api.canceled == []  # the caller keeps its id: it is not canceled
+        api.knobs.polls_before_done = 0
+        result = _generator(api).generate(REQUEST, resume_prediction_id="p0001")
+    assert result.details["prediction_id"] == "p0001"
+    assert api.paid == 1
+
+
+def test_a_resume_that_cannot_reach_the_api_keeps_the_id():
+    with ReplicateStandIn(poll_faults=[503] * 10) as api:
+        err = _resumable_failure(_generator(api, max_attempts=2), r"resuming prediction p0042 failed after 2",
+                                 resume_prediction_id="p0042")
+    assert (err.prediction_id, err.resumable) == ("p0042", True)
+    assert api.paid == 0
+
+
+# -- resumed predictions with nothing left to collect are replaced ------------------------------------------
+
+
+@pytest.mark.parametrize("ending", ["failed", "canceled"])
+def test_a_resumed_prediction_that_failed_or_was_canceled_is_replaced(ending):
+    seen: list[str] = []
+    with ReplicateStandIn(polls_before_done=10_000) as api:
+        _resumable_failure(_generator(api, timeout_s=0.3), r"timed out", on_created=seen.append)
+        api.finish("p0001", ending)  # e.g. canceled on the website, or the model gave up after the run ended
+        api.knobs.polls_before_done = 0
+        result = _generator(api).generate(REQUEST, on_created=seen.append, resume_prediction_id="p0001")
+    assert result.details["prediction_id"] == "p0002" and seen == ["p0001", "p0002"]
+    assert api.paid == 2
+
+
+def test_a_resumed_prediction_unknown_to_the_account_is_replaced():
+    with ReplicateStandIn() as api:
+        result = _generator(api).generate(REQUEST, resume_prediction_id="p0042")
+    assert result.details["prediction_id"] == "p0001" and api.paid == 1
+
+
+@pytest.mark.parametrize("skew_s", [0, 3600, -3600])
+@pytest.mark.parametrize("gone", ["data removed", "output URL 404s"])
+def test_a_resumed_prediction_whose_output_expired_is_replaced(gone, skew_s):
+    # The first download fails; two hours later (server clock) the output is gone: removed with the prediction's
+    # data, or a URL that still answers 404. It finished longer ago than the retention: a new prediction is made.
+    removed = gone == "data removed"
+    with ReplicateStandIn(download_faults=[404] if removed else [404, 404], clock_skew_s=skew_s,
+                          output_retention_s=3600 if removed else None) as api:
+        err = _resumable_failure(_generator(api), r"404", on_created=lambda _: None)
+        api.advance_clock(2 * 3600)
+        result = _generator(api).generate(REQUEST, resume_prediction_id=err.prediction_id)
+    assert result.details["prediction_id"] == "p0002" and result.png == api.served["p0002"]
+    assert api.paid == 2
+
+
+def test_a_young_prediction_whose_output_404s_is_kept_for_the_next_run():
+    # Ten minutes after it finished (server clock) the output URL still 404s: a passing fault, not an expiry.
+    with ReplicateStandIn(download_faults=[404, 404], clock_skew_s=-3600) as api:
+        _resumable_failure(_generator(api), r"404", on_created=lambda _: None)
+        api.advance_clock(600)
+        err = _resumable_failure(_generator(api), r"404", resume_prediction_id="p0001")
+        assert (err.prediction_id, err.resumable) == ("p0001", True)
+        result = _generator(api).generate(REQUEST, resume_prediction_id="p0001")
+    assert result.details["prediction_id"] == "p0001"
     assert api.paid == 1

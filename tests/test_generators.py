@@ -7,11 +7,11 @@ import io
 
 import pytest
 from PIL import Image, ImageStat
+from replicate_standin import ReplicateStandIn
 
 from assets_pkg.campaigns.generators.base import GeneratedImage, GenerationError, GenerationRequest
 from assets_pkg.campaigns.generators.compositor import LocalCompositor
 from assets_pkg.campaigns.generators.replicate_kontext import ReplicateKontextGenerator
-from replicate_standin import ReplicateStandIn
 
 TOKEN = "r8_test-token-must-never-leak-0123456789"
 MODEL = "flux-kontext-apps/multi-image-kontext-max"
@@ -248,5 +248,5 @@ def test_replicate_parameters_and_id_hold_no_secret():
 
 def test_compositor_parameters():
     compositor = LocalCompositor(width=800, height=600)
-    assert compositor.generator_id == "local-compositor/v1"
-    assert compositor.parameters() == {"width": 800, "height": 600, "layout": 1}
+    assert compositor.generator_id == "local-compositor/v2"
+    assert compositor.parameters() == {"width": 800, "height": 600, "layout": 2}

@@ -10,10 +10,27 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from assets_pkg.index.lance_index import (MAX_INDEX_SEGMENTS, NPROBES_STEPS, TUNED_RECALL, TUNING_QUERIES, AnnParams,
-                                          ann_params, catalog_labels, commonest_label, exact_top_k, labels_filter,
-                                          needs_training, open_index, open_reader, recall_against, recall_at_k,
-                                          sample_vectors, sync_index, trained_params, vector_index_segments)
+from assets_pkg.index.lance_index import (
+    MAX_INDEX_SEGMENTS,
+    NPROBES_STEPS,
+    TUNED_RECALL,
+    TUNING_QUERIES,
+    AnnParams,
+    ann_params,
+    catalog_labels,
+    commonest_label,
+    exact_top_k,
+    labels_filter,
+    needs_training,
+    open_index,
+    open_reader,
+    recall_against,
+    recall_at_k,
+    sample_vectors,
+    sync_index,
+    trained_params,
+    vector_index_segments,
+)
 
 DIM = 64
 
@@ -294,20 +311,23 @@ def test_vector_soundness_report_names_nan_non_unit_and_mixed_dimensions(tmp_pat
 
     from deltalake import write_deltalake
 
-    from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
-    from assets_pkg.index.consistency import vectors_are_sound
+    from assets_pkg.embeddings.consistency import embeddings_match_mirror
+    from assets_pkg.layout import EMBEDDINGS_SCHEMA
 
     now = datetime.now(timezone.utc)
     good = clustered_vectors(2)
     rows = [("a", "m", list(good[0])), ("b", "m", list(good[1])), ("c", "m", [float("nan")] * DIM),
-            ("d", "m", [0.5] * DIM), ("e", "m", [1.0, 0.0]), ("f", "other", [0.0, 1.0])]
+            ("d", "m", [0.5] * DIM), ("e", "m", [1.0, 0.0]), ("f", "other", [0.0, 1.0]),
+            ("g", "mixed", [0.0, 1.0]), ("h", "mixed", [1.0, 0.0, 0.0])]
     write_deltalake(str(tmp_path / "e"), pa.Table.from_pylist(
         [{"image_id": i, "model_key": k, "vector": v, "embedded_at": now} for i, k, v in rows], schema=EMBEDDINGS_SCHEMA))
-    report = vectors_are_sound(tmp_path / "e")
+    # One scan checks every model key's vectors: the current model's ("m") and the others'.
+    report = embeddings_match_mirror(tmp_path / "e", tmp_path / "no-mirror", tmp_path / "no-quarantine", "m", DIM)
     assert not report.ok
     text = "; ".join(report.problems)
     assert "1 vectors contain NaN" in text and "1 vectors are not unit-norm" in text
-    assert "model key m has vectors of several dimensions: [2, 64]" in text
+    assert "1 vectors have 2 dimensions, but m makes 64" in text
+    assert "model key mixed has vectors of several dimensions: [2, 3]" in text
     assert "other" not in text
 
 
@@ -334,8 +354,8 @@ def test_index_recall_is_measured_plain_and_filtered_for_the_ann_index_and_none_
 
     from deltalake import write_deltalake
 
-    from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
     from assets_pkg.index.consistency import MIN_RECALL_AT_10, ann_recall, index_recall
+    from assets_pkg.layout import EMBEDDINGS_SCHEMA
 
     vectors = clustered_vectors(6000, seed=3)
     emb, meta = tables(vectors, labels_for=lambda i: ["dog"] if i % 3 else ["cat"])

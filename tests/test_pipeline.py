@@ -11,13 +11,10 @@ import pytest
 from conftest import write_photo
 from mlflow import MlflowClient
 
-from assets_pkg.campaigns.store import CAMPAIGNS_SCHEMA, CANDIDATES_SCHEMA
-from assets_pkg.catalog.mirror import MIRROR_SCHEMA
 from assets_pkg.catalog.probe import content_hash
-from assets_pkg.catalog.quarantine import QUARANTINE_SCHEMA
 from assets_pkg.delta_tables import read_table, table_version
-from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
 from assets_pkg.index.lance_index import open_index
+from assets_pkg.layout import CAMPAIGNS_SCHEMA, CANDIDATES_SCHEMA, EMBEDDINGS_SCHEMA, MIRROR_SCHEMA, QUARANTINE_SCHEMA
 from orchestration.definitions import CAMPAIGN_ASSETS, CATALOG_ASSETS, CATALOG_CHECKS
 from orchestration.runner import sync_segment_partitions
 
@@ -134,7 +131,7 @@ def test_two_segments_generate_ads_with_the_local_compositor(resources, instance
         assert result.success
         ad = meta(result, "campaign_ad")
         assert Path(ad["ad_file"]).is_file() and Path(ad["ad_file"]).parent == layout.campaigns_dir / key
-        assert ad["reused"] is False and ad["generator"] == "local-compositor/v1"
+        assert ad["reused"] is False and ad["generator"] == "local-compositor/v2"
 
     candidates = read_table(layout.candidates_table, CANDIDATES_SCHEMA).to_pylist()
     by_key = {r["segment_key"]: r for r in candidates}
@@ -242,7 +239,7 @@ def test_checks_fail_visibly_when_the_index_drifts_from_the_mirror(resources, in
     check = by_name["index_matches_mirror_and_embeddings"]
     assert not check.passed
     assert "index lacks 1 mirror images" in check.description
-    assert by_name["vectors_are_finite_unit_norm"].passed
+    assert by_name["embeddings_match_mirror_and_model"].passed
 
     refresh(resources, instance)  # the next run repairs the index, and the checks pass again
 

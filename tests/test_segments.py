@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets_pkg.campaigns.segments import load_segments, slugify
-from assets_pkg.layout import DataLayout, require_safe_key
+from assets_pkg.campaigns.segments import load_segments
+from assets_pkg.layout import DataLayout, require_safe_key, slugify
 from assets_pkg.resources import DataStore
 from orchestration.sensors import segments_sensor
 

@@ -52,30 +52,3 @@ def test_a_killed_holder_releases_its_slot(tmp_path):
     holder.wait()
     waiter.join(timeout=10)
     assert got == [0]
-
-
-def test_generation_waits_for_an_image_api_slot(resources, instance, layout):
-    import dagster as dg
-    from test_pipeline import refresh
-
-    from assets_pkg.campaigns.resources import ImageGeneratorResource
-    from orchestration.definitions import CAMPAIGN_ASSETS
-    from orchestration.runner import sync_segment_partitions
-
-    refresh(resources, instance)
-    key = sync_segment_partitions(instance, layout.segments_file)[0]
-    resources = {**resources, "image_generator": ImageGeneratorResource(max_concurrent=1)}
-    results = []
-    with slot(layout.slots_dir, "image_api", 1):  # another run holds the only slot
-        runner = threading.Thread(target=lambda: results.append(dg.materialize(
-            CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=key)))
-        runner.start()
-        sheet = layout.campaigns_dir / key / "candidates.png"
-        deadline = time.monotonic() + 90
-        while not sheet.exists() and time.monotonic() < deadline:  # the step before the ad is done
-            time.sleep(0.1)
-        assert sheet.exists()
-        time.sleep(2)
-        assert not list((layout.campaigns_dir / key).glob("ad-*.png")), "no generation while the slot is taken"
-    runner.join(timeout=120)
-    assert results[0].success and list((layout.campaigns_dir / key).glob("ad-*.png"))

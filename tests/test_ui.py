@@ -89,7 +89,7 @@ def test_asset_graph_shows_every_asset(stack: Stack, page):
 def test_the_ui_instance_limits_the_gpu_and_image_api_pools(stack: Stack):
     limits = graphql(stack.dagster_url, "{ instance { concurrencyLimits { concurrencyKey slotCount } } }")
     slots = {entry["concurrencyKey"]: entry["slotCount"] for entry in limits["instance"]["concurrencyLimits"]}
-    assert slots == {"gpu": 1, "image_api": 4}  # `adrag ui` sets them from the concurrency settings' defaults
+    assert slots == {"gpu": 1, "image_api": 1}  # `adrag ui` sets them from the concurrency settings' defaults
 
 
 def test_campaign_candidates_show_the_contact_sheet(stack: Stack, page):
@@ -290,7 +290,7 @@ def adrag_command() -> list[str]:
 
 
 def prepare_data_dir(data_dir: Path) -> Path:
-    from orchestration.demo_catalog import make_demo_catalog
+    from demo_catalog import make_demo_catalog
 
     make_demo_catalog(data_dir, images_per_subject=3, subjects=("dog", "cat"), size=(320, 240))
     (data_dir / "segments.yaml").write_text(SEGMENTS_YAML)

@@ -25,13 +25,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 def chromium_path() -> str:
-    """Debian's Chromium (scripts/setup.sh installs it), or $ADRAG_CHROMIUM; a clear error when missing."""
+    """Debian's Chromium (scripts/setup_browser.sh installs it; scripts/test.sh runs that), or $ADRAG_CHROMIUM; a clear error when missing."""
     wanted = os.environ.get("ADRAG_CHROMIUM") or "chromium"
     found = shutil.which(wanted)
     if found is None:
         raise RuntimeError(
             f"no Chromium at {wanted!r}: the UI test drives Debian's `chromium` package with Playwright. "
-            "Run `bash scripts/setup.sh` (it installs it with apt-get), or `apt-get install -y chromium`, "
+            "Run `bash scripts/setup_browser.sh` (it installs it with apt-get), or `apt-get install -y chromium`, "
             "or set ADRAG_CHROMIUM to a Chromium executable.")
     return found
 

@@ -8,25 +8,27 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, ContextManager
 
-from assets_pkg.campaigns.generators.base import (GenerationError, GenerationRequest, ImageGenerator,
-                                                  TransientGenerationError)
+from assets_pkg.atomic_files import remove_orphan_temp_files, write_atomically
+from assets_pkg.campaigns.generators.base import (
+    GenerationError,
+    GenerationRequest,
+    ImageGenerator,
+    TransientGenerationError,
+)
 from assets_pkg.campaigns.prompt import build_headline, build_prompt
 from assets_pkg.campaigns.segments import Brand, Segment
-from assets_pkg.campaigns.store import (ad_path, output_key, pending_path, read_pending, remove_orphan_temp_files,
-                                        write_atomically, write_pending)
+from assets_pkg.campaigns.store import ad_path, output_key, pending_path, read_pending, write_pending
 from assets_pkg.catalog.mirror import read_image_bytes
 from assets_pkg.tracking import RunRecord
 
 
 @dataclass
 class AdResult:
-    row: dict  # a campaigns row (mlflow_run_id filled by the caller once the run is logged)
+    row: dict  # a campaigns row (mlflow_run_id filled once the run is logged)
     path: Path | None  # None when generation failed
     reused: bool
     transient: bool = False  # failed in a way a later retry may fix (service busy, down or slow)
@@ -37,9 +39,9 @@ class AdResult:
 
 
 def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict, seed_index: int,
-            generator: ImageGenerator, mirror_table: Path, segment_dir: Path, record: RunRecord,
-            api_slot: Callable[[], ContextManager] = nullcontext) -> AdResult:
-    """`api_slot` is held while the generator works (not for a reused ad): the image API's limit."""
+            generator: ImageGenerator, mirror_table: Path, segment_dir: Path, record: RunRecord) -> AdResult:
+    """The ad from candidate `seed_index` of `candidates` (a campaign_candidates row); `record` gets every
+    step, parameter, metric and file of the MLflow run."""
     remove_orphan_temp_files(segment_dir)
     hits = candidates["candidates"]
     if not 0 <= seed_index < len(hits):
@@ -68,19 +70,21 @@ def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict
             request = GenerationRequest(seed_image=seed_bytes, brand_image=brand_image, prompt=prompt,
                                         headline=build_headline(segment, brand))
             try:
-                with api_slot():
-                    # A prediction paid for by an earlier, killed run is resumed rather than paid again.
-                    result = generator.generate(
-                        request, on_created=lambda prediction_id: write_pending(pending, prediction_id),
-                        resume_prediction_id=read_pending(pending))
+                # A prediction paid for by an earlier run (killed, or failed after paying) is resumed, not paid again.
+                result = generator.generate(
+                    request, on_created=lambda prediction_id: write_pending(pending, prediction_id),
+                    resume_prediction_id=read_pending(pending))
             except GenerationError as err:  # the segment fails with its reason; nothing is written
                 error = str(err)
                 transient = isinstance(err, TransientGenerationError)
+                # A paid prediction whose output can still be fetched keeps its id for the next run to collect.
+                if not err.resumable:
+                    pending.unlink(missing_ok=True)
             else:
                 write_atomically(path, result.png)
                 cost = result.cost_usd
                 out["details"] = result.details
-            pending.unlink(missing_ok=True)
+                pending.unlink(missing_ok=True)
         out.update(reused=reused, path=None if error else str(path), cost_usd=cost, error=error)
     latency = time.perf_counter() - started
     row = {
@@ -92,4 +96,15 @@ def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict
         "reused": reused, "latency_s": latency, "cost_usd": cost, "mlflow_run_id": None,
         "created_at": datetime.now(timezone.utc),
     }
+    record.params.update(
+        segment=segment.key, segment_name=segment.name, subject=row["subject"], query=candidates["query"],
+        seed_index=seed_index, seed_path=row["seed_path"], generator=row["generator_id"],
+        generator_parameters=row["parameters"], output_key=key, prompt=prompt)
+    record.metrics.update(latency_s=latency, cost_usd=cost, reused=float(reused))
+    record.texts["prompt.txt"] = prompt
+    record.texts["candidates.json"] = json.dumps(candidates["candidates"], indent=2, default=str)
+    record.files.extend(p for p in (Path(candidates["contact_sheet"]), None if error else path) if p and p.is_file())
+    if error:
+        record.status = "FAILED"
+        record.texts["error.txt"] = error
     return AdResult(row=row, path=None if error else path, reused=reused, transient=transient)

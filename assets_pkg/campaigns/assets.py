@@ -10,34 +10,23 @@ pictures; a failed segment fails alone, the others are recorded as materialized,
 re-run on its own.
 """
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import dagster as dg
 
-from assets_pkg.campaigns.ads import make_ad
-from assets_pkg.campaigns.candidates import build_candidates
+from assets_pkg.campaigns.operations import Campaigns, make_ad, make_candidates
 from assets_pkg.campaigns.partitions import segment_partitions
 from assets_pkg.campaigns.previews import markdown_picture
 from assets_pkg.campaigns.resources import ImageGeneratorResource
-from assets_pkg.campaigns.segments import load_segments
-from assets_pkg.campaigns.store import append_campaign, read_candidates, replace_candidates
-from assets_pkg.campaigns.subjects import ClipZeroShotProposer
 from assets_pkg.catalog.assets import image_mirror
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.index.assets import image_index
-from assets_pkg.index.lance_index import catalog_labels, open_reader
-from assets_pkg.index.readiness import IndexNotReady, require_ready
+from assets_pkg.index.readiness import IndexNotReady
 from assets_pkg.resources import DataStore, MlflowTracking
-from assets_pkg.slots import slot
-from assets_pkg.tracking import MlflowStore, RunRecord
-
-EXPERIMENT = "ad-campaigns"
-
+from assets_pkg.tracking import MlflowStore
 
 # A generation that failed because the service was busy, down or slow (after the generator's own bounded
 # retries) runs again later; at most 2 more paid attempts per segment and run.
@@ -68,123 +57,78 @@ AD = dg.AssetKey("campaign_ad")
     partitions_def=segment_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     can_subset=True,
+    # One campaign step at a time on an instance that limits this pool (`adrag ui` sets 1): its worker
+    # threads (ADRAG_IMAGE_API_CONCURRENCY) are then all the generations in flight.
     pool="image_api",
     retry_policy=GENERATION_RETRY,
 )
 def segment_campaign(context: dg.AssetExecutionContext, config: AdConfig, data_store: DataStore, clip: ClipModel,
                      image_generator: ImageGeneratorResource, mlflow_tracking: MlflowTracking):
     layout = data_store.layout
-    segments = load_segments(layout.segments_file)
     store = mlflow_tracking.store(layout)
+    try:  # also when the campaign assets are materialized without the job's readiness check
+        campaigns = Campaigns.open(layout, clip.encoder(), store, tags={"dagster_run_id": context.run.run_id})
+    except IndexNotReady as err:
+        raise dg.Failure(str(err)) from None
     steps: dict[dg.AssetKey, Callable[[str], dict]] = {}
     if CANDIDATES in context.selected_asset_keys:
-        steps[CANDIDATES] = serialised(candidates_maker(context, segments, layout, clip, store))
+        steps[CANDIDATES] = one_at_a_time(lambda key: candidates_metadata(campaigns, key))
     if AD in context.selected_asset_keys:
-        steps[AD] = ad_maker(context, config, segments, layout, image_generator, store)
+        generator, brand_image = image_generator.generator(), layout.brand_image.read_bytes()
+        steps[AD] = lambda key: ad_metadata(campaigns, key, generator, brand_image, config.seed_index)
     # Each segment runs its steps in order; segments overlap, so one's candidates (CPU work, one at a
-    # time) are made while others' generations wait on the image API, as many at once as it allows
-    # (the slots enforce that limit across every run on this machine; more threads would only queue).
+    # time) are made while others' generations wait on the image API, as many at once as it allows.
     outcomes = run_segments(context, context.partition_keys, steps,
                             max_workers=image_generator.max_concurrent if AD in steps else 1)
     yield from finish(context, outcomes)
 
 
-def serialised(work: Callable[[str], dict]) -> Callable[[str], dict]:
+def one_at_a_time(work: Callable[[str], dict]) -> Callable[[str], dict]:
     """`work` one call at a time: CPU-bound steps gain nothing from threads, and their table writes stay apart."""
     lock = threading.Lock()
 
-    def one_at_a_time(key: str) -> dict:
+    def serialised(key: str) -> dict:
         with lock:
             return work(key)
 
-    return one_at_a_time
+    return serialised
 
 
-def candidates_maker(context: dg.AssetExecutionContext, segments, layout, clip: ClipModel,
-                     store: MlflowStore) -> Callable[[str], dict]:
-    encoder = clip.encoder()
-    try:  # also when the campaign assets are materialized without the job's readiness check
-        require_ready(layout.lance_dir, layout.embeddings_table, layout.mirror_table, encoder.model_key, encoder.dim)
-    except IndexNotReady as err:
-        raise dg.Failure(str(err)) from None
-    index = open_reader(layout.lance_dir, encoder.model_key)
-    labels = catalog_labels(index.table)
-    proposer = ClipZeroShotProposer(encoder.encode_texts)
-
-    def candidates_for(key: str) -> dict:
-        segment = segments.by_key(key)
-        record = RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-candidates",
-                           tags={"segment": segment.key, "stage": "candidates", "dagster_run_id": context.run.run_id})
-        result = build_candidates(segment, index, encoder.model_key, encoder.encode_texts, proposer, labels,
-                                  layout.mirror_table, layout.campaign_dir(segment.key), record)
-        replace_candidates(layout.candidates_table, result.row)
-        record.params.update(segment=segment.key, segment_name=segment.name, subject=result.proposal.subject,
-                             subject_method=result.proposal.method, query=result.row["query"],
-                             model_key=encoder.model_key)
-        record.texts["candidates.json"] = json.dumps(result.row["candidates"], indent=2)
-        record.files.append(result.contact_sheet_path)
-        run_id = store.log(record)
-        return {
-            "segment": segment.name,
-            "description": segment.description,
-            "subject": result.proposal.subject,
-            "subject_method": result.proposal.method,
-            "query": result.row["query"],
-            "candidates": dg.MetadataValue.md("\n".join(
-                f"{c['rank']}. `{c['path']}` score {c['score']:.3f}" for c in result.row["candidates"])),
-            "contact_sheet": dg.MetadataValue.md(markdown_picture(result.contact_sheet_path,
-                                                                  f"{segment.name}: top 3")),
-            "contact_sheet_file": dg.MetadataValue.path(str(result.contact_sheet_path)),
-            **mlflow_metadata(store, run_id),
-        }
-
-    return candidates_for
+def candidates_metadata(campaigns: Campaigns, key: str) -> dict:
+    made = make_candidates(campaigns, key)
+    row, segment = made.row, campaigns.segment(key)
+    return {
+        "segment": segment.name,
+        "description": segment.description,
+        "subject": row["subject"],
+        "subject_method": row["subject_method"],
+        "query": row["query"],
+        "candidates": dg.MetadataValue.md("\n".join(
+            f"{c['rank']}. `{c['path']}` score {c['score']:.3f}" for c in row["candidates"])),
+        "contact_sheet": dg.MetadataValue.md(markdown_picture(made.contact_sheet, f"{segment.name}: top 3")),
+        "contact_sheet_file": dg.MetadataValue.path(str(made.contact_sheet)),
+        **mlflow_metadata(campaigns.tracking, made.mlflow_run_id),
+    }
 
 
-def ad_maker(context: dg.AssetExecutionContext, config: AdConfig, segments, layout,
-             image_generator: ImageGeneratorResource, store: MlflowStore) -> Callable[[str], dict]:
-    brand_image = layout.brand_image.read_bytes()
-
-    def ad_for(key: str) -> dict:
-        segment = segments.by_key(key)
-        candidates = read_candidates(layout.candidates_table, segment.key)
-        record = RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-ad",
-                           tags={"segment": segment.key, "stage": "ad", "dagster_run_id": context.run.run_id})
-        ad = make_ad(segment, segments.brand, brand_image, candidates, config.seed_index,
-                     image_generator.generator(), layout.mirror_table, layout.campaign_dir(segment.key), record,
-                     api_slot=lambda: slot(layout.slots_dir, "image_api", image_generator.max_concurrent))
-        row = ad.row
-        record.params.update(
-            segment=segment.key, segment_name=segment.name, subject=row["subject"], query=candidates["query"],
-            seed_index=row["seed_index"], seed_path=row["seed_path"], generator=row["generator_id"],
-            generator_parameters=row["parameters"], output_key=row["output_key"], prompt=row["prompt"])
-        record.metrics.update(latency_s=row["latency_s"], cost_usd=row["cost_usd"], reused=float(row["reused"]))
-        record.texts["prompt.txt"] = row["prompt"]
-        record.texts["candidates.json"] = json.dumps(candidates["candidates"], indent=2, default=str)
-        record.files.extend([p for p in (Path(candidates["contact_sheet"]), ad.path) if p and p.is_file()])
-        if ad.failed:
-            record.status = "FAILED"
-            record.texts["error.txt"] = row["error"]
-        row["mlflow_run_id"] = store.log(record)
-        append_campaign(layout.campaigns_table, row)
-        if ad.failed:
-            raise SegmentFailed(f"generation failed for segment {segment.key!r}: {row['error']}",
-                                transient=ad.transient)
-        return {
-            "segment": segment.name,
-            "ad": dg.MetadataValue.md(markdown_picture(ad.path, f"{segment.name}: ad")),
-            "ad_file": dg.MetadataValue.path(str(ad.path)),
-            "subject": row["subject"],
-            "seed": row["seed_path"],
-            "generator": row["generator_id"],
-            "prompt": row["prompt"],
-            "reused": ad.reused,
-            "cost_usd": row["cost_usd"],
-            "latency_s": round(row["latency_s"], 3),
-            **mlflow_metadata(store, row["mlflow_run_id"]),
-        }
-
-    return ad_for
+def ad_metadata(campaigns: Campaigns, key: str, generator, brand_image: bytes, rank: int) -> dict:
+    ad = make_ad(campaigns, key, generator, brand_image, rank)
+    row = ad.row
+    if ad.failed:
+        raise SegmentFailed(f"generation failed for segment {key!r}: {row['error']}", transient=ad.transient)
+    return {
+        "segment": row["segment_name"],
+        "ad": dg.MetadataValue.md(markdown_picture(ad.path, f"{row['segment_name']}: ad")),
+        "ad_file": dg.MetadataValue.path(str(ad.path)),
+        "subject": row["subject"],
+        "seed": row["seed_path"],
+        "generator": row["generator_id"],
+        "prompt": row["prompt"],
+        "reused": ad.reused,
+        "cost_usd": row["cost_usd"],
+        "latency_s": round(row["latency_s"], 3),
+        **mlflow_metadata(campaigns.tracking, row["mlflow_run_id"]),
+    }
 
 
 class SegmentFailed(Exception):

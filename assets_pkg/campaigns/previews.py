@@ -12,24 +12,18 @@ import base64
 import io
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from assets_pkg.pictures import decode_upright_rgb
 
 PREVIEW_MAX_SIDE = 640
 PREVIEW_QUALITY = 80
 
 
 def preview_jpeg(image: bytes, max_side: int = PREVIEW_MAX_SIDE) -> bytes:
-    with Image.open(io.BytesIO(image)) as img:
-        picture = ImageOps.exif_transpose(img)
-        if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
-            # JPEG has no alpha: lay transparent areas on white, as a browser shows them.
-            rgba = picture.convert("RGBA")
-            picture = Image.new("RGB", rgba.size, "white")
-            picture.paste(rgba, mask=rgba.getchannel("A"))
-        picture = picture.convert("RGB")
-        picture.thumbnail((max_side, max_side))
-        out = io.BytesIO()
-        picture.save(out, format="JPEG", quality=PREVIEW_QUALITY, optimize=True)
+    # JPEG has no alpha: the decode lays transparent areas on white, as a browser shows them.
+    picture = decode_upright_rgb(image)
+    picture.thumbnail((max_side, max_side))
+    out = io.BytesIO()
+    picture.save(out, format="JPEG", quality=PREVIEW_QUALITY, optimize=True)
     return out.getvalue()
 
 

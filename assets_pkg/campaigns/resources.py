@@ -6,20 +6,20 @@ import dagster as dg
 
 from assets_pkg.campaigns.generators.base import ImageGenerator
 from assets_pkg.campaigns.generators.compositor import LocalCompositor
-from assets_pkg.campaigns.generators.replicate_kontext import ReplicateKontextGenerator
-
-DEFAULT_REPLICATE_MODEL = "flux-kontext-apps/multi-image-kontext-max"
+from assets_pkg.campaigns.generators.replicate_kontext import DEFAULT_MODEL, ReplicateKontextGenerator
 
 
 class ImageGeneratorResource(dg.ConfigurableResource):
     """Which generator makes the ads. An empty token selects the local compositor."""
 
     replicate_api_token: str = ""
-    replicate_model: str = DEFAULT_REPLICATE_MODEL
+    replicate_model: str = DEFAULT_MODEL
     replicate_base_url: str = ""  # empty: Replicate's API; tests point it at a local stand-in
     timeout_s: float = 300.0
     max_attempts: int = 5  # per API call; a generation that still fails is retried by the step's retry policy
-    max_concurrent: int = 4  # generations in flight at once on this machine, across runs (assets_pkg.slots)
+    # Generations in flight at once: the campaign step's worker threads. The step's `image_api` pool
+    # (limit 1 on the instance) keeps it to one such step at a time, so this bounds the whole instance.
+    max_concurrent: int = 4
 
     def generator(self) -> ImageGenerator:
         if not self.replicate_api_token:

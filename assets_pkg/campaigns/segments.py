@@ -16,14 +16,12 @@ the file and in the campaign table. Entries that cannot be used are reported, no
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from assets_pkg.layout import SAFE_KEY
+from assets_pkg.layout import SAFE_KEY, slugify
 
 MAX_KEY_LENGTH = 64
 
@@ -56,11 +54,6 @@ class SegmentsFile:
         raise KeyError(f"segment {key!r} is not in the segments file (known: {', '.join(s.key for s in self.segments)})")
 
 
-def slugify(text: str, max_length: int = MAX_KEY_LENGTH) -> str:
-    """ASCII `[a-z0-9-]` slug; empty when nothing usable is left."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-    return slug[:max_length].rstrip("-")
 
 
 def load_segments(path: Path) -> SegmentsFile:
@@ -104,7 +97,7 @@ def _parse_entry(entry: object, taken: set[str]) -> Segment:
         if key in taken:
             raise ValueError(f"{name!r}: key {key!r} is already used by another segment")
     else:
-        key = _unique(slugify(name) or "segment-" + hashlib.sha256(name.encode()).hexdigest()[:8], taken)
+        key = _unique(slugify(name, MAX_KEY_LENGTH) or "segment-" + hashlib.sha256(name.encode()).hexdigest()[:8], taken)
     labels = entry.get("labels") or []
     if isinstance(labels, str):
         labels = [labels]

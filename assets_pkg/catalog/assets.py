@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets_pkg.catalog.manifest import read_manifest, refresh_manifest
-from assets_pkg.catalog.mirror import bytes_table_of, sync_mirror
+from assets_pkg.catalog.mirror import sync_mirror
 from assets_pkg.catalog.quarantine import replace_stage_quarantine
 from assets_pkg.delta_tables import table_version
 from assets_pkg.resources import DataStore
@@ -62,5 +62,5 @@ def image_mirror(context: dg.AssetExecutionContext, data_store: DataStore) -> dg
         "table_written": changes.wrote,
         "table_version": table_version(layout.mirror_table),
         "table": dg.MetadataValue.path(str(layout.mirror_table)),
-        "bytes_table_version": table_version(bytes_table_of(layout.mirror_table)),
+        "bytes_table_version": table_version(layout.mirror_bytes_table),
     })

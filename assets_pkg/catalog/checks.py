@@ -3,8 +3,9 @@
 import dagster as dg
 
 from assets_pkg.catalog.assets import image_manifest, image_mirror
-from assets_pkg.catalog.consistency import Report, manifest_quarantine_rate, mirror_matches_manifest
+from assets_pkg.catalog.consistency import manifest_quarantine_rate, mirror_matches_manifest
 from assets_pkg.catalog.resources import QuarantineLimit
+from assets_pkg.check_results import check_result
 from assets_pkg.resources import DataStore
 
 
@@ -14,7 +15,7 @@ from assets_pkg.resources import DataStore
 def manifest_quarantine_rate_within_limit(data_store: DataStore,
                                           quarantine_limit: QuarantineLimit) -> dg.AssetCheckResult:
     layout = data_store.layout
-    return report_result(manifest_quarantine_rate(layout.manifest_table, layout.quarantine_table,
+    return check_result(manifest_quarantine_rate(layout.manifest_table, layout.quarantine_table,
                                                   quarantine_limit.rate))
 
 
@@ -22,14 +23,4 @@ def manifest_quarantine_rate_within_limit(data_store: DataStore,
                 description="One mirror row per distinct image of the manifest, with its current paths and labels.")
 def mirror_matches_manifest_images(data_store: DataStore) -> dg.AssetCheckResult:
     layout = data_store.layout
-    return report_result(mirror_matches_manifest(layout.mirror_table, layout.manifest_table))
-
-
-def report_result(report: Report, **metadata) -> dg.AssetCheckResult:
-    """A check result from a domain report: ERROR when serious, WARN when the next run fixes it."""
-    return dg.AssetCheckResult(
-        passed=report.ok,
-        severity=dg.AssetCheckSeverity.ERROR if report.serious else dg.AssetCheckSeverity.WARN,
-        description="; ".join(report.problems) or "consistent",
-        metadata={**report.counts, **metadata},
-    )
+    return check_result(mirror_matches_manifest(layout.mirror_table, layout.manifest_table))

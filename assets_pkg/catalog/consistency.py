@@ -7,31 +7,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from assets_pkg.catalog.mirror import MIRROR_SCHEMA, desired_state
-from assets_pkg.catalog.quarantine import QUARANTINE_SCHEMA
-from assets_pkg.catalog.scan import MANIFEST_SCHEMA
+from assets_pkg.catalog.mirror import desired_state
+from assets_pkg.consistency import Report
 from assets_pkg.delta_tables import read_table, sql_literal
+from assets_pkg.layout import MANIFEST_SCHEMA, MIRROR_SCHEMA, QUARANTINE_SCHEMA
 
 DEFAULT_MAX_QUARANTINE_RATE = 0.05
 
-
-@dataclass
-class Report:
-    """What a check found: problems in words (empty when all is well) and the counts behind them.
-
-    `serious` is False when every problem fixes itself on the next run (a warning, not an error).
-    """
-
-    problems: list[str] = field(default_factory=list)
-    counts: dict[str, float] = field(default_factory=dict)
-    serious: bool = True
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 def parse_rate(text: str | float) -> float:
@@ -54,7 +38,7 @@ def quarantine_rate(quarantine_table: Path, stage: str, accepted: int, limit: fl
     quarantined = rows.num_rows
     total = accepted + quarantined
     rate = quarantined / total if total else 0.0
-    report = Report(counts={"quarantined": quarantined, "total": total, "rate": round(rate, 4), "limit": limit},
+    report = Report(facts={"quarantined": quarantined, "total": total, "rate": round(rate, 4), "limit": limit},
                     serious=False)
     if rate > limit:
         example = rows.slice(0, 1).to_pylist()[0]
@@ -81,7 +65,7 @@ def mirror_matches_manifest(mirror_table: Path, manifest_table: Path) -> Report:
     mirror = read_table(mirror_table, MIRROR_SCHEMA, ["image_id", "paths", "labels"])
     ids = mirror["image_id"].to_pylist()
     have = {r["image_id"]: r for r in mirror.to_pylist()}
-    report = Report(counts={"manifest_images": len(want), "mirror_images": len(ids)}, serious=False)
+    report = Report(facts={"manifest_images": len(want), "mirror_images": len(ids)}, serious=False)
     duplicates = len(ids) - len(have)
     if duplicates:
         report.problems.append(f"the mirror holds {duplicates} duplicate rows for one image id")
@@ -101,5 +85,5 @@ def mirror_matches_manifest(mirror_table: Path, manifest_table: Path) -> Report:
         report.problems.append(f"{len(missing)} images of the manifest are not in the mirror yet (changed on "
                                f"disk after the scan?), e.g. {want[missing[0]]['paths']}; the next catalog run "
                                "picks them up")
-    report.counts.update(duplicates=duplicates, extra=len(extra), stale=len(stale), missing=len(missing))
+    report.facts.update(duplicates=duplicates, extra=len(extra), stale=len(stale), missing=len(missing))
     return report

@@ -7,8 +7,9 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from assets_pkg.catalog.scan import MANIFEST_SCHEMA, ScanResult, scan_folder
+from assets_pkg.catalog.scan import ScanResult, scan_folder
 from assets_pkg.delta_tables import exclusive, read_table, with_commit_retry
+from assets_pkg.layout import MANIFEST_SCHEMA
 
 
 def read_manifest(table: Path) -> pa.Table:

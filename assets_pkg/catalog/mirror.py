@@ -2,9 +2,9 @@
 
 Layout: two Delta tables, so that the bytes written by a sync track the bytes of the images that
 changed.
-- `image_mirror` (the path the data layout names): the metadata, `MIRROR_SCHEMA` without `bytes`,
-  one row per image in the folder now. It is small (45 bytes a row compressed at 10,000 images,
-  against 10 KB or more of image) and is replaced whole, in one commit, whenever anything changed:
+- `image_mirror` (the path the data layout names): the metadata (`MIRROR_SCHEMA`), one row per
+  image in the folder now. It is small (45 bytes a row compressed at 10,000 images, against 10 KB
+  or more of image) and is replaced whole, in one commit, whenever anything changed:
   adds, deletes and path/label changes land together or not at all, and a rename writes only it.
 - `image_mirror_bytes` beside it: the bytes, keyed by content hash, append-only, partitioned by
   `batch` (one batch per append commit of at most `BYTES_PER_COMMIT`, rows sorted by id in small
@@ -52,28 +52,10 @@ from deltalake import ColumnProperties, WriterProperties, write_deltalake
 from assets_pkg.catalog.probe import content_hash
 from assets_pkg.catalog.scan import Unusable, checked_stat, read_checked
 from assets_pkg.delta_tables import exclusive, open_table, read_table, scan, sql_in, with_commit_retry
+from assets_pkg.layout import MIRROR_BYTES_SCHEMA, MIRROR_SCHEMA, mirror_bytes_table
 
-# The mirror as its readers think of it: metadata and bytes of every image. `bytes` is stored in
-# the bytes table; read it with `read_image_bytes` / `iter_image_bytes`.
-MIRROR_SCHEMA = pa.schema([
-    ("image_id", pa.string()),
-    ("bytes", pa.binary()),
-    ("format", pa.string()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("size_bytes", pa.int64()),
-    ("labels", pa.list_(pa.string())),
-    ("paths", pa.list_(pa.string())),  # every current path with these bytes, sorted
-    ("added_at", pa.timestamp("us", tz="UTC")),
-])
-METADATA_COLUMNS = [name for name in MIRROR_SCHEMA.names if name != "bytes"]
-METADATA_SCHEMA = pa.schema([MIRROR_SCHEMA.field(name) for name in METADATA_COLUMNS])
-BYTES_SCHEMA = pa.schema([
-    ("image_id", pa.string()),
-    ("batch", pa.int64()),       # partition: the append commit that wrote the row
-    ("size_bytes", pa.int64()),  # len(bytes), so dead bytes are counted without reading them
-    ("bytes", pa.binary()),
-])
+# What a mirror of the earlier one-table layout held besides the metadata (read once, to convert it).
+_ONE_TABLE_BYTES = pa.schema([("image_id", pa.string()), ("bytes", pa.binary())])
 
 BYTES_PER_COMMIT = 64 * 2**20  # a batch: bounds a sync's memory and what one compaction rewrites
 ROWS_PER_ROW_GROUP = 128       # ~2.5 MB of 20 KB photos: a read of a few ids skips most of a batch
@@ -107,12 +89,6 @@ class MirrorChanges:
         return bool(self.added or self.removed or self.moved or self.bytes_dropped)
 
 
-def bytes_table_of(table: Path) -> Path:
-    """Where the bytes of the mirror at `table` live: a sibling table (never inside it: a vacuum of
-    the metadata table would delete files it does not know)."""
-    return table.with_name(table.name + "_bytes")
-
-
 def desired_state(manifest: pa.Table) -> dict[str, dict]:
     """Group the manifest by content hash: one entry per distinct image."""
     images: dict[str, dict] = {}
@@ -130,7 +106,7 @@ def desired_state(manifest: pa.Table) -> dict[str, dict]:
 
 
 def read_mirror_metadata(table: Path) -> pa.Table:
-    return read_table(table, METADATA_SCHEMA)
+    return read_table(table, MIRROR_SCHEMA)
 
 
 def sync_mirror(table: Path, manifest: pa.Table, images_dir: Path) -> MirrorChanges:
@@ -142,7 +118,7 @@ def sync_mirror(table: Path, manifest: pa.Table, images_dir: Path) -> MirrorChan
 def _sync_mirror(table: Path, manifest: pa.Table, images_dir: Path) -> MirrorChanges:
     want = desired_table(manifest)
     have = read_mirror_metadata(table)
-    stored = _stored(bytes_table_of(table))
+    stored = _stored(mirror_bytes_table(table))
     changes = MirrorChanges()
     want_ids, have_ids = want["image_id"].to_pylist(), have["image_id"].to_pylist()
     have_row = {image_id: n for n, image_id in enumerate(have_ids)}
@@ -153,7 +129,7 @@ def _sync_mirror(table: Path, manifest: pa.Table, images_dir: Path) -> MirrorCha
         paths_of = dict(zip(want_ids, want["paths"].to_pylist()))
         to_read = [i for i in entering if i not in stored]
         fetched = _read_from_folder(images_dir, paths_of, to_read, changes)
-        changes.bytes_added = _append_bytes(bytes_table_of(table), fetched, stored)
+        changes.bytes_added = _append_bytes(mirror_bytes_table(table), fetched, stored)
         changes.added = [i for i in entering if i in stored]  # stored now: appended, or already there
 
     # Column-wise, not row dicts: at 10,000+ images the per-row objects were most of a quiet sync's time.
@@ -167,12 +143,12 @@ def _sync_mirror(table: Path, manifest: pa.Table, images_dir: Path) -> MirrorCha
         _replace_metadata(table, _next_metadata(want, have, have_row, set(changes.added)))
 
     live = {want_ids[n] for n, _ in common} | set(changes.added)
-    _compact(bytes_table_of(table), stored, live, changes)
+    _compact(mirror_bytes_table(table), stored, live, changes)
     return changes
 
 
 def desired_table(manifest: pa.Table) -> pa.Table:
-    """`desired_state` as a table sorted by image_id (METADATA_SCHEMA without added_at)."""
+    """`desired_state` as a table sorted by image_id (MIRROR_SCHEMA without added_at)."""
     ordered = manifest.sort_by([("image_id", "ascending"), ("path", "ascending")])
     ids, paths, labels = (ordered[c].to_pylist() for c in ("image_id", "path", "labels"))
     firsts, grouped_paths, grouped_labels = [], [], []
@@ -206,9 +182,9 @@ def _next_metadata(want: pa.Table, have: pa.Table, have_row: dict[str, int], add
             keep.append(n)
             added_at.append(now)
     rows = want.take(pa.array(keep, pa.int64()))
-    columns = {c: rows[c] for c in METADATA_COLUMNS if c != "added_at"}
-    columns["added_at"] = pa.array(added_at, METADATA_SCHEMA.field("added_at").type)
-    return pa.table(columns).select(METADATA_COLUMNS).cast(METADATA_SCHEMA)
+    columns = {c: rows[c] for c in MIRROR_SCHEMA.names if c != "added_at"}
+    columns["added_at"] = pa.array(added_at, MIRROR_SCHEMA.field("added_at").type)
+    return pa.table(columns).select(MIRROR_SCHEMA.names).cast(MIRROR_SCHEMA)
 
 
 def _read_from_folder(images_dir: Path, paths_of: dict[str, list[str]], image_ids: list[str],
@@ -245,7 +221,7 @@ def _read_first_matching(images_dir: Path, paths: list[str], image_id: str) -> b
 
 def _stored(bytes_table: Path) -> dict[str, tuple[int, int]]:
     """image_id -> (batch, size) of every row in the bytes table, live or dead (no bytes are read)."""
-    rows = read_table(bytes_table, BYTES_SCHEMA, ["image_id", "batch", "size_bytes"])
+    rows = read_table(bytes_table, MIRROR_BYTES_SCHEMA, ["image_id", "batch", "size_bytes"])
     return {i: (b, s) for i, b, s in zip(rows["image_id"].to_pylist(), rows["batch"].to_pylist(),
                                          rows["size_bytes"].to_pylist())}
 
@@ -263,7 +239,7 @@ def _append_bytes(bytes_table: Path, images: Iterable[tuple[str, bytes]], stored
         data = pa.Table.from_arrays([
             pa.array([i for i, _ in pending], pa.string()), pa.array([batch] * len(pending), pa.int64()),
             pa.array([len(d) for _, d in pending], pa.int64()), pa.array([d for _, d in pending], pa.binary()),
-        ], schema=BYTES_SCHEMA)
+        ], schema=MIRROR_BYTES_SCHEMA)
         with_commit_retry(lambda: write_deltalake(
             str(bytes_table), data, mode="append", partition_by=["batch"], writer_properties=WRITER_PROPERTIES,
             configuration=BYTES_CONFIGURATION))
@@ -328,13 +304,13 @@ def _convert_one_table_layout(table: Path) -> None:
     old = open_table(table)
     if old is None or "bytes" not in {f.name for f in old.schema().fields}:
         return
-    stored = _stored(bytes_table_of(table))
+    stored = _stored(mirror_bytes_table(table))
 
     def old_rows() -> Iterator[tuple[str, bytes]]:
-        for batch in scan(table, MIRROR_SCHEMA, ["image_id", "bytes"]):
+        for batch in scan(table, _ONE_TABLE_BYTES, ["image_id", "bytes"]):
             yield from zip(batch.column("image_id").to_pylist(), batch.column("bytes").to_pylist())
 
-    _append_bytes(bytes_table_of(table), old_rows(), stored)
+    _append_bytes(mirror_bytes_table(table), old_rows(), stored)
     _replace_metadata(table, read_mirror_metadata(table))
 
 
@@ -349,10 +325,10 @@ def iter_image_bytes(table: Path, image_ids: Iterable[str]) -> Iterator[tuple[st
     wanted = set(image_ids)
     if not wanted:
         return
-    live = set(_column(table, METADATA_SCHEMA, "image_id", wanted))
+    live = set(_column(table, MIRROR_SCHEMA, "image_id", wanted))
     if not live:
         return
-    rows = read_table(bytes_table_of(table), BYTES_SCHEMA, ["image_id", "batch"], _ids_filter(live))
+    rows = read_table(mirror_bytes_table(table), MIRROR_BYTES_SCHEMA, ["image_id", "batch"], _ids_filter(live))
     batches = sorted({b for i, b in zip(rows["image_id"].to_pylist(), rows["batch"].to_pylist()) if i in live})
     if not batches:
         return
@@ -360,7 +336,7 @@ def iter_image_bytes(table: Path, image_ids: Iterable[str]) -> Iterator[tuple[st
     if len(live) <= FEW_IDS:
         where += f" AND {sql_in('image_id', sorted(live))}"
     seen: set[str] = set()
-    for batch in scan(bytes_table_of(table), BYTES_SCHEMA, ["image_id", "bytes"], where):
+    for batch in scan(mirror_bytes_table(table), MIRROR_BYTES_SCHEMA, ["image_id", "bytes"], where):
         ids = batch.column("image_id").to_pylist()
         for n, image_id in enumerate(ids):
             if image_id in live and image_id not in seen:
@@ -377,7 +353,7 @@ def first_paths(table: Path, image_ids: list[str]) -> dict[str, str]:
     """A display path for each of a few images, by id."""
     if not image_ids:
         return {}
-    rows = read_table(table, METADATA_SCHEMA, ["image_id", "paths"], sql_in("image_id", image_ids))
+    rows = read_table(table, MIRROR_SCHEMA, ["image_id", "paths"], sql_in("image_id", image_ids))
     return {r["image_id"]: (r["paths"] or [r["image_id"]])[0] for r in rows.to_pylist()}
 
 
@@ -389,10 +365,10 @@ def purge_deleted_bytes(table: Path) -> int:
     travel to before this call and readers still on an old snapshot lose them.
     """
     with exclusive(table):
-        bytes_table = bytes_table_of(table)
+        bytes_table = mirror_bytes_table(table)
         stored = _stored(bytes_table)
         changes = MirrorChanges()
-        live = set(_column(table, METADATA_SCHEMA, "image_id"))
+        live = set(_column(table, MIRROR_SCHEMA, "image_id"))
         _compact(bytes_table, stored, live, changes, dead_share=0.0)
         for path in (table, bytes_table):
             if (dt := open_table(path)) is not None:

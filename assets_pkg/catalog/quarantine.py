@@ -13,16 +13,7 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from assets_pkg.delta_tables import exclusive, open_table, read_table, sql_literal, with_commit_retry
-
-QUARANTINE_SCHEMA = pa.schema([
-    ("stage", pa.string()),
-    ("path", pa.string()),
-    ("image_id", pa.string()),  # content hash where the bytes could be read
-    ("reason", pa.string()),
-    ("first_seen", pa.timestamp("us", tz="UTC")),
-    ("last_seen", pa.timestamp("us", tz="UTC")),
-    ("attempts", pa.int64()),
-])
+from assets_pkg.layout import QUARANTINE_SCHEMA
 
 
 def replace_stage_quarantine(table: Path, stage: str, entries: list[tuple[str, str | None, str]]) -> int:

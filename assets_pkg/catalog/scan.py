@@ -27,19 +27,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from assets_pkg.catalog.probe import InvalidImage, content_hash, probe_image
+from assets_pkg.layout import MANIFEST_SCHEMA
 
 SIDECAR_SUFFIX = ".labels"  # photo.jpg.labels: one label per line (or comma-separated)
 
-MANIFEST_SCHEMA = pa.schema([
-    ("path", pa.string()),            # relative to the source folder, POSIX separators
-    ("image_id", pa.string()),        # sha256 of the bytes
-    ("size_bytes", pa.int64()),
-    ("mtime_ns", pa.int64()),
-    ("format", pa.string()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("labels", pa.list_(pa.string())),
-])
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ import dagster as dg
 
 from assets_pkg.catalog.assets import image_mirror
 from assets_pkg.catalog.mirror import first_paths
-from assets_pkg.catalog.quarantine import QUARANTINE_SCHEMA, replace_stage_quarantine
+from assets_pkg.catalog.quarantine import replace_stage_quarantine
 from assets_pkg.delta_tables import read_table, table_version
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.embeddings.store import sync_embeddings
+from assets_pkg.layout import QUARANTINE_SCHEMA
 from assets_pkg.resources import DataStore, MlflowTracking
 from assets_pkg.slots import slot
 from assets_pkg.tracking import RunRecord

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from assets_pkg.catalog.checks import report_result
 from assets_pkg.catalog.resources import QuarantineLimit
+from assets_pkg.check_results import check_result
 from assets_pkg.embeddings.assets import image_embeddings
 from assets_pkg.embeddings.consistency import embeddings_match_mirror, embeddings_quarantine_rate
 from assets_pkg.embeddings.resources import ClipModel
@@ -16,7 +16,7 @@ from assets_pkg.resources import DataStore
 def embeddings_match_mirror_and_model(data_store: DataStore, clip: ClipModel) -> dg.AssetCheckResult:
     layout = data_store.layout
     encoder = clip.encoder()
-    return report_result(embeddings_match_mirror(layout.embeddings_table, layout.mirror_table,
+    return check_result(embeddings_match_mirror(layout.embeddings_table, layout.mirror_table,
                                                  layout.quarantine_table, encoder.model_key, encoder.dim),
                          model_key=encoder.model_key)
 
@@ -27,5 +27,5 @@ def embeddings_match_mirror_and_model(data_store: DataStore, clip: ClipModel) ->
 def embeddings_quarantine_rate_within_limit(data_store: DataStore,
                                             quarantine_limit: QuarantineLimit) -> dg.AssetCheckResult:
     layout = data_store.layout
-    return report_result(embeddings_quarantine_rate(layout.mirror_table, layout.quarantine_table,
+    return check_result(embeddings_quarantine_rate(layout.mirror_table, layout.quarantine_table,
                                                     quarantine_limit.rate))

@@ -8,17 +8,16 @@ bf16 autocast. Vectors come back float32 and L2-normalised.
 
 from __future__ import annotations
 
-import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
 from assets_pkg.embeddings.gpu_decode import GpuPreprocessor
 from assets_pkg.embeddings.model import LoadedClip
+from assets_pkg.pictures import decode_upright_rgb
 
 
 @dataclass
@@ -34,30 +33,6 @@ def pick_device(requested: str = "auto") -> str:
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {requested!r} requested but CUDA is not available")
     return requested
-
-
-def decode_upright_rgb(data: bytes, *, draft_size: tuple[int, int] | None = None) -> Image.Image:
-    """The image as a person sees it: first frame, EXIF orientation applied, 8-bit RGB.
-
-    `draft_size` lets a JPEG decode at 1/2, 1/4 or 1/8 scale (in the DCT, much cheaper) while staying at
-    least that size; other formats ignore it. Without it, full resolution.
-
-    A plain `convert("RGB")` is wrong for some modes the catalog accepts: 16-bit greyscale is
-    clipped (almost everything turns white) and transparent pixels take whatever colour hides
-    under them (often black). CMYK and the other modes convert correctly.
-    """
-    with Image.open(io.BytesIO(data)) as img:
-        if draft_size:
-            img.draft(img.mode, draft_size)
-        img.seek(0)  # the first frame of an animated GIF or WebP
-        upright = ImageOps.exif_transpose(img)
-    if upright.mode.startswith("I"):  # 16-bit greyscale PNG ("I;16", or "I" from older Pillow)
-        wide = np.asarray(upright).astype(np.int64)  # "I;16B" comes big-endian; this makes it native
-        upright = Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), "L")
-    if upright.has_transparency_data:  # alpha channel, or a transparent palette entry or colour
-        on_white = Image.new("RGBA", upright.size, (255, 255, 255, 255))
-        upright = Image.alpha_composite(on_white, upright.convert("RGBA"))
-    return upright.convert("RGB")
 
 
 class ClipEncoder:
@@ -126,7 +101,7 @@ class ClipEncoder:
     def _prepared_batches(self, items: Iterable[tuple[str, bytes]]) -> Iterator[tuple]:
         """Prepare batch k+1 in the pool while the caller encodes batch k."""
         pending = None  # if the input raises, the error reaches the caller; the pool finishes the batch and drops it
-        for chunk in _chunks(items, self.batch_size):
+        for chunk in _batched(items, self.batch_size):
             submitted = self._submit(chunk)
             if pending is not None:
                 yield pending()
@@ -161,12 +136,13 @@ def _unit_float32(features: torch.Tensor) -> np.ndarray:
     return features.cpu().numpy().astype(np.float32, copy=False)
 
 
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk = []
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    """`itertools.batched` (Python 3.12+; the project supports 3.11)."""
+    batch = []
     for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

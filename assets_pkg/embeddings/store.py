@@ -17,16 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets_pkg.catalog.mirror import METADATA_SCHEMA, iter_image_bytes
+from assets_pkg.catalog.mirror import iter_image_bytes
 from assets_pkg.delta_tables import append, exclusive, open_table, read_table, sql_in, sql_literal, with_commit_retry
 from assets_pkg.embeddings.encode import ClipEncoder
+from assets_pkg.layout import EMBEDDINGS_SCHEMA, MIRROR_SCHEMA
 
-EMBEDDINGS_SCHEMA = pa.schema([
-    ("image_id", pa.string()),
-    ("model_key", pa.string()),
-    ("vector", pa.list_(pa.float32())),
-    ("embedded_at", pa.timestamp("us", tz="UTC")),
-])
 COMMIT_EVERY = 4096  # vectors per Delta commit
 
 
@@ -62,7 +57,7 @@ def sync_embeddings(table: Path, mirror_table: Path, encoder: ClipEncoder,
 
 def _sync_embeddings(table: Path, mirror_table: Path, encoder: ClipEncoder,
                      on_progress: Callable[[int, int, float], None] | None, skip_ids: set[str]) -> EmbeddingChanges:
-    mirror_ids = set(read_table(mirror_table, METADATA_SCHEMA, ["image_id"])["image_id"].to_pylist())
+    mirror_ids = set(read_table(mirror_table, MIRROR_SCHEMA, ["image_id"])["image_id"].to_pylist())
     all_rows = read_table(table, EMBEDDINGS_SCHEMA, ["image_id", "model_key"])
     have_any = set(all_rows["image_id"].to_pylist())
     have = set(pc.filter(all_rows["image_id"], pc.equal(all_rows["model_key"], encoder.model_key)).to_pylist())

@@ -10,6 +10,7 @@ from assets_pkg.embeddings.store import read_vectors
 from assets_pkg.index.lance_index import sync_index
 from assets_pkg.resources import DataStore
 
+
 @dg.asset(
     group_name="index",
     deps=[image_embeddings, image_mirror],

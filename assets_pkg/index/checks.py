@@ -1,4 +1,5 @@
-"""Asset checks run with every catalog materialization: the tables agree and the vectors are sound.
+"""Asset checks on the index, run with every catalog materialization: it agrees with the tables and finds
+what exact search finds.
 
 `index_ready_for_campaigns` is also the blocking check before generation: `generate_campaigns`
 selects it, so it runs first in every campaign run and its failure skips the campaign steps.
@@ -6,11 +7,11 @@ selects it, so it runs first in every campaign run and its failure skips the cam
 
 import dagster as dg
 
-from assets_pkg.embeddings.assets import image_embeddings
+from assets_pkg.check_results import check_result
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.index.assets import image_index
-from assets_pkg.index.consistency import MIN_RECALL_AT_10, Report, index_recall, tables_agree, vectors_are_sound
-from assets_pkg.index.readiness import index_readiness
+from assets_pkg.index.consistency import MIN_RECALL_AT_10, index_recall, tables_agree
+from assets_pkg.index.readiness import index_readiness, readiness_message
 from assets_pkg.resources import DataStore
 
 
@@ -18,7 +19,7 @@ from assets_pkg.resources import DataStore
                 description="Mirror, embeddings (current model) and index hold the same image ids and paths.")
 def index_matches_mirror_and_embeddings(data_store: DataStore, clip: ClipModel) -> dg.AssetCheckResult:
     layout = data_store.layout
-    return _result(tables_agree(layout.mirror_table, layout.embeddings_table, layout.lance_dir,
+    return check_result(tables_agree(layout.mirror_table, layout.embeddings_table, layout.lance_dir,
                                 clip.encoder().model_key))
 
 
@@ -32,20 +33,11 @@ def index_ready_for_campaigns(context: dg.AssetCheckExecutionContext, data_store
     encoder = clip.encoder()
     readiness = index_readiness(layout.lance_dir, layout.embeddings_table, layout.mirror_table,
                                 encoder.model_key, encoder.dim)
-    if not readiness.ready:
-        context.log.error(readiness.message())
-    return dg.AssetCheckResult(
-        passed=readiness.ready,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=readiness.message(),
-        metadata={"model_key": encoder.model_key, **readiness.facts},
-    )
+    message = readiness_message(encoder.model_key, readiness)
+    if not readiness.ok:
+        context.log.error(message)
+    return check_result(readiness, description=message)
 
-
-@dg.asset_check(asset=image_embeddings, blocking=True,
-                description="Every vector is finite and unit-norm; one dimension per model key.")
-def vectors_are_finite_unit_norm(data_store: DataStore) -> dg.AssetCheckResult:
-    return _result(vectors_are_sound(data_store.layout.embeddings_table))
 
 
 @dg.asset_check(asset=image_index,
@@ -72,12 +64,3 @@ def index_recall_at_10(data_store: DataStore, clip: ClipModel) -> dg.AssetCheckR
     return dg.AssetCheckResult(
         passed=passed, severity=dg.AssetCheckSeverity.WARN,
         description=f"{description} against exact search (target {MIN_RECALL_AT_10})", metadata=metadata)
-
-
-def _result(report: Report) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=report.ok,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(report.problems) or "consistent",
-        metadata={name: count for name, count in report.counts.items()},
-    )

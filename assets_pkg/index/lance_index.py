@@ -21,19 +21,19 @@ import functools
 import hashlib
 import json
 import math
-import re
 import threading
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
 import lancedb
-from lancedb.index import IvfSq, LabelList
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from lancedb.index import IvfSq, LabelList
 
 from assets_pkg.delta_tables import exclusive, sql_in
+from assets_pkg.layout import slugify
 
 ANN_MIN_ROWS = 10_000
 RETRAIN_FACTOR = 2.0  # retrain once the table is this many times larger (or smaller) than at training
@@ -108,8 +108,7 @@ class Hit:
 
 def table_name(model_key: str) -> str:
     """A valid, stable LanceDB table name for a model key (which may contain '/' and ':')."""
-    slug = re.sub(r"[^a-z0-9]+", "-", model_key.lower()).strip("-")[:48]
-    return f"images-{slug}-{hashlib.sha256(model_key.encode()).hexdigest()[:8]}"
+    return f"images-{slugify(model_key, 48)}-{hashlib.sha256(model_key.encode()).hexdigest()[:8]}"
 
 
 def index_schema(dim: int) -> pa.Schema:

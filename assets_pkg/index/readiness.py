@@ -7,16 +7,15 @@ have a vector under the model key and no image that left the mirror. Every probl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
 
 import pyarrow.compute as pc
 
-from assets_pkg.catalog.mirror import MIRROR_SCHEMA
+from assets_pkg.consistency import Report
 from assets_pkg.delta_tables import read_table
-from assets_pkg.embeddings.store import EMBEDDINGS_SCHEMA
 from assets_pkg.index.lance_index import open_index, scan_index, table_name
+from assets_pkg.layout import EMBEDDINGS_SCHEMA, MIRROR_SCHEMA
 
 REFRESH = "run the refresh_catalog job (`adrag run`, or Materialize in the Dagster UI)"
 
@@ -25,26 +24,17 @@ class IndexNotReady(RuntimeError):
     """Generation must not start: the message lists what is wrong and what to do."""
 
 
-@dataclass
-class Readiness:
-    model_key: str
-    problems: list[str] = field(default_factory=list)
-    facts: dict[str, object] = field(default_factory=dict)
 
-    @property
-    def ready(self) -> bool:
-        return not self.problems
-
-    def message(self) -> str:
-        if self.ready:
-            return f"the index for {self.model_key} is ready"
-        return f"the index for {self.model_key} is not ready for generation: " + "; ".join(self.problems)
+def readiness_message(model_key: str, readiness: Report) -> str:
+    if readiness.ok:
+        return f"the index for {model_key} is ready"
+    return f"the index for {model_key} is not ready for generation: " + readiness.describe()
 
 
 def index_readiness(lance_dir: Path, embeddings_table: Path, mirror_table: Path, model_key: str,
-                    dim: int) -> Readiness:
+                    dim: int) -> Report:
     """Everything that would make retrieval for `model_key` wrong or empty (nothing is written)."""
-    readiness = Readiness(model_key=model_key)
+    readiness = Report(facts={"model_key": model_key})
     facts = readiness.facts
     table = open_index(lance_dir, model_key) if lance_dir.is_dir() else None
     embeddings = read_table(embeddings_table, EMBEDDINGS_SCHEMA, ["image_id", "model_key", "embedded_at"])
@@ -91,11 +81,11 @@ def index_readiness(lance_dir: Path, embeddings_table: Path, mirror_table: Path,
     return readiness
 
 
-def require_ready(lance_dir: Path, embeddings_table: Path, mirror_table: Path, model_key: str, dim: int) -> Readiness:
+def require_ready(lance_dir: Path, embeddings_table: Path, mirror_table: Path, model_key: str, dim: int) -> Report:
     """`index_readiness`, raising `IndexNotReady` with every problem and what to do when not ready."""
     readiness = index_readiness(lance_dir, embeddings_table, mirror_table, model_key, dim)
-    if not readiness.ready:
-        raise IndexNotReady(readiness.message())
+    if not readiness.ok:
+        raise IndexNotReady(readiness_message(model_key, readiness))
     return readiness
 
 

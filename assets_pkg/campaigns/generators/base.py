@@ -25,7 +25,22 @@ class GeneratedImage:
 
 
 class GenerationError(RuntimeError):
-    """Generation failed; the message says what failed and never contains an API token."""
+    """Generation failed; the message says what failed and never contains an API token.
+
+    A remote generator also says what became of the paid job, so the caller knows whether to keep its id:
+    `prediction_id` is the job this failure belongs to (None when none was made), and `resumable` is True when
+    that job is paid for and its output can still be collected later, by passing the id back as
+    resume_prediction_id (the output download failed, the output was not an image, the deadline passed while
+    it ran). False when there is nothing left to collect: no job, or it failed, was canceled or was refused.
+    """
+
+    prediction_id: str | None = None  # class defaults: a subclass that sets neither still answers both
+    resumable: bool = False
+
+    def __init__(self, message: str, *, prediction_id: str | None = None, resumable: bool = False):
+        super().__init__(message)
+        self.prediction_id = prediction_id
+        self.resumable = resumable
 
 
 class TransientGenerationError(GenerationError):
@@ -33,7 +48,7 @@ class TransientGenerationError(GenerationError):
 
 
 class ImageGenerator(Protocol):
-    generator_id: str  # e.g. "local-compositor/v1", "replicate/flux-kontext-apps/multi-image-kontext-max"
+    generator_id: str  # e.g. "local-compositor/v2", "replicate/flux-kontext-apps/multi-image-kontext-max"
 
     def parameters(self) -> dict:
         """JSON-serialisable settings that change the output; part of the cache key, so no secrets."""
@@ -46,7 +61,8 @@ class ImageGenerator(Protocol):
         resume_prediction_id: str | None = None,
     ) -> GeneratedImage:
         """One image. A remote generator calls on_created(job_id) once it has started paid work, and takes
-        that id back as resume_prediction_id to finish the job after a crash; a local one ignores both."""
+        that id back as resume_prediction_id to finish the job after a crash or a resumable GenerationError;
+        a local one ignores both."""
         ...
 
 

@@ -10,9 +10,11 @@ from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from assets_pkg.pictures import UndecodableImage, decode_upright_rgb, decode_upright_rgba
+
 from .base import GeneratedImage, GenerationError, GenerationRequest
 
-LAYOUT_VERSION = 1  # bump when the layout changes: it is part of the cache key via parameters()
+LAYOUT_VERSION = 2  # bump when the output changes (part of the cache key via parameters()); 2: pictures decoded as the embeddings decode them
 
 # Proportions of the canvas's shorter side, so the layout looks the same at any size.
 _MARGIN = 0.04
@@ -44,8 +46,10 @@ class LocalCompositor:
         on_created: Callable[[str], None] | None = None,  # no paid remote job here: never called
         resume_prediction_id: str | None = None,  # nothing to resume: ignored
     ) -> GeneratedImage:
-        seed = _open(request.seed_image, "seed image").convert("RGB")
-        brand = _open(request.brand_image, "brand image").convert("RGBA")
+        # Decoded as the embeddings saw them: upright, first frame, 16-bit scaled; the seed's transparency on
+        # white, the brand's kept as alpha so the card shows through it.
+        seed = _decode(decode_upright_rgb, request.seed_image, "seed image")
+        brand = _decode(decode_upright_rgba, request.brand_image, "brand image")
 
         canvas = ImageOps.fit(seed, (self.width, self.height), method=Image.Resampling.LANCZOS).convert("RGBA")
         unit = min(self.width, self.height)
@@ -59,13 +63,10 @@ class LocalCompositor:
         return GeneratedImage(png=out.getvalue(), cost_usd=0.0, details={"layout": LAYOUT_VERSION})
 
 
-def _open(data: bytes, what: str) -> Image.Image:
-    """The first frame, upright as the camera meant it (EXIF orientation applied)."""
+def _decode(decode: Callable[[bytes], Image.Image], data: bytes, what: str) -> Image.Image:
     try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-        return ImageOps.exif_transpose(img)
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        return decode(data)
+    except UndecodableImage as err:
         raise GenerationError(f"cannot decode the {what}: {err}") from None
 
 

@@ -1,0 +1,141 @@
+"""The campaign stage's operations, as plain functions over the data layout.
+
+Any front end calls these: the Dagster step (`assets.py`), the CLI, a review app. Each operation
+reads what it needs from the tables, writes its outputs (files, a table row) and logs its MLflow run;
+the caller only decides which segments, which subject and which candidate.
+
+- `Campaigns.open(...)`: everything generation needs, checked once (the index is ready for the
+  model, its labels read).
+- `propose_subject(...)`: a subject for a segment (the segments file's, else the proposer's).
+- `retrieve_top3(...)`: the top three photos for a subject: exactly one index query.
+- `make_candidates(...)`: subject + top 3 + contact sheet, stored as the segment's candidates.
+- `make_ad(...)`: the ad from one of the stored candidates and the brand image, stored as a campaign.
+- `latest_campaign(...)` / `latest_campaigns(...)`: what was last generated for a segment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from assets_pkg.campaigns import ads
+from assets_pkg.campaigns.contact_sheet import write_contact_sheet
+from assets_pkg.campaigns.generators.base import ImageGenerator
+from assets_pkg.campaigns.retrieval import Candidates, retrieve_candidates
+from assets_pkg.campaigns.segments import Segment, SegmentsFile, load_segments
+from assets_pkg.campaigns.store import append_campaign, read_candidates, replace_candidates
+from assets_pkg.campaigns.subjects import ClipZeroShotProposer, SubjectProposal, SubjectProposer, choose_subject
+from assets_pkg.delta_tables import read_table, sql_literal
+from assets_pkg.embeddings.encode import ClipEncoder
+from assets_pkg.index.lance_index import IndexReader, catalog_labels, open_reader
+from assets_pkg.index.readiness import require_ready
+from assets_pkg.layout import CAMPAIGNS_SCHEMA, DataLayout
+from assets_pkg.tracking import MlflowStore, RunRecord
+
+EXPERIMENT = "ad-campaigns"
+
+
+@dataclass
+class Campaigns:
+    """What the operations work with. `tags` go on every MLflow run (e.g. the Dagster run id)."""
+
+    layout: DataLayout
+    segments: SegmentsFile
+    encoder: ClipEncoder
+    index: IndexReader
+    labels: list[str]  # the catalog's labels: the subjects a proposer may choose from
+    proposer: SubjectProposer
+    tracking: MlflowStore
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, layout: DataLayout, encoder: ClipEncoder, tracking: MlflowStore,
+             proposer: SubjectProposer | None = None, tags: dict[str, str] | None = None) -> "Campaigns":
+        """Raises `IndexNotReady` (saying what to do) when the index cannot serve this model."""
+        require_ready(layout.lance_dir, layout.embeddings_table, layout.mirror_table, encoder.model_key, encoder.dim)
+        index = open_reader(layout.lance_dir, encoder.model_key)
+        return cls(layout=layout, segments=load_segments(layout.segments_file), encoder=encoder, index=index,
+                   labels=catalog_labels(index.table), proposer=proposer or ClipZeroShotProposer(encoder.encode_texts),
+                   tracking=tracking, tags=dict(tags or {}))
+
+    def segment(self, key: str) -> Segment:
+        return self.segments.by_key(key)
+
+    def record(self, segment: Segment, stage: str) -> RunRecord:
+        return RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-{stage}",
+                         tags={"segment": segment.key, "stage": stage, **self.tags})
+
+
+def propose_subject(campaigns: Campaigns, segment: Segment) -> SubjectProposal:
+    return choose_subject(segment, campaigns.proposer, campaigns.labels)
+
+
+def retrieve_top3(campaigns: Campaigns, segment: Segment, subject: str) -> Candidates:
+    """The three best photos for `subject` within the segment's labels: one index query."""
+    return retrieve_candidates(campaigns.index, campaigns.encoder.encode_texts, subject, segment.labels)
+
+
+@dataclass
+class CandidatesMade:
+    row: dict  # the segment's campaign_candidates row, as stored
+    contact_sheet: Path
+    mlflow_run_id: str
+
+
+def make_candidates(campaigns: Campaigns, segment_key: str) -> CandidatesMade:
+    """Subject, top 3 (one index query) and their contact sheet, stored as the segment's current
+    candidates, with one MLflow run holding every step."""
+    segment = campaigns.segment(segment_key)
+    record = campaigns.record(segment, "candidates")
+    with record.step("propose_subject", segment=segment.key, description=segment.description) as out:
+        proposal = propose_subject(campaigns, segment)
+        out.update(subject=proposal.subject, method=proposal.method, scores=proposal.scores)
+    with record.step("retrieve", subject=proposal.subject, labels=list(segment.labels)) as out:
+        found = retrieve_top3(campaigns, segment, proposal.subject)
+        out.update(query=found.query, hits=[(h.path, round(h.score, 4)) for h in found.hits])
+    with record.step("contact_sheet", n=len(found.hits)) as out:
+        sheet = write_contact_sheet(campaigns.layout.mirror_table, found.hits, campaigns.layout.campaign_dir(segment.key))
+        out.update(path=str(sheet))
+    row = {
+        "segment_key": segment.key, "segment_name": segment.name, "description": segment.description,
+        "subject": proposal.subject, "subject_method": proposal.method, "query": found.query,
+        "model_key": campaigns.encoder.model_key,
+        "candidates": [{"rank": rank, "image_id": h.image_id, "path": h.path, "score": h.score}
+                       for rank, h in enumerate(found.hits)],
+        "contact_sheet": str(sheet), "created_at": datetime.now(timezone.utc),
+    }
+    replace_candidates(campaigns.layout.candidates_table, row)
+    record.params.update(segment=segment.key, segment_name=segment.name, subject=proposal.subject,
+                         subject_method=proposal.method, query=found.query, model_key=campaigns.encoder.model_key)
+    record.texts["candidates.json"] = json.dumps(row["candidates"], indent=2)
+    record.files.append(sheet)
+    return CandidatesMade(row=row, contact_sheet=sheet, mlflow_run_id=campaigns.tracking.log(record))
+
+
+def make_ad(campaigns: Campaigns, segment_key: str, generator: ImageGenerator, brand_image: bytes,
+            rank: int = 0) -> ads.AdResult:
+    """The ad from the segment's stored candidate `rank` (0 = best match) and the brand image: reused
+    when its inputs are unchanged, else generated (and paid). Stored as a row of the campaigns table
+    (also when it failed, with the reason) with its MLflow run."""
+    segment = campaigns.segment(segment_key)
+    stored = read_candidates(campaigns.layout.candidates_table, segment.key)
+    record = campaigns.record(segment, "ad")
+    ad = ads.make_ad(segment, campaigns.segments.brand, brand_image, stored, rank, generator,
+                     campaigns.layout.mirror_table, campaigns.layout.campaign_dir(segment.key), record)
+    ad.row["mlflow_run_id"] = campaigns.tracking.log(record)
+    append_campaign(campaigns.layout.campaigns_table, ad.row)
+    return ad
+
+
+def latest_campaigns(layout: DataLayout, segment_key: str | None = None) -> dict[str, dict]:
+    """Each segment's newest campaigns row (succeeded or failed), by segment key; one segment's only
+    when `segment_key` is given."""
+    where = None if segment_key is None else f"segment_key = {sql_literal(segment_key)}"
+    rows = read_table(layout.campaigns_table, CAMPAIGNS_SCHEMA, where=where).sort_by("created_at").to_pylist()
+    return {row["segment_key"]: row for row in rows}
+
+
+def latest_campaign(layout: DataLayout, segment_key: str) -> dict | None:
+    return latest_campaigns(layout, segment_key).get(segment_key)
