@@ -1,9 +1,9 @@
 """Counting semaphores across processes on one machine: at most `limit` holders of a named slot.
 
-Used to keep the GPU step and the image API within configured limits whatever runs them
-(`adrag` in-process runs, Dagster's multiprocess executor, daemon-launched runs). A slot is an OS
+Used to keep the GPU step within its configured limit whatever runs it (`adrag` in-process runs,
+Dagster's multiprocess executor, daemon-launched runs). A slot is an OS
 file lock, so a process killed while holding one releases it: no slot leaks after a crash.
-Dagster `pool=` tags on the assets say the same for deployments that configure pool limits.
+The asset's Dagster `pool="gpu"` says the same for deployments that configure pool limits.
 """
 
 from __future__ import annotations

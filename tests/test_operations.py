@@ -16,14 +16,14 @@ from assets_pkg.index.readiness import IndexNotReady
 def campaigns(resources, instance, layout) -> Campaigns:
     refresh(resources, instance)  # the catalog, the embeddings and the index exist
     store = resources["mlflow_tracking"].store(layout)
-    return Campaigns.open(layout, resources["clip"].encoder(), store, tags={"front_end": "test"})
+    return Campaigns(layout, store, resources["clip"].encoder, tags={"front_end": "test"})
 
 
 class CountedSearches:
     """The real index reader, counting its queries."""
 
     def __init__(self, reader):
-        self.reader, self.queries = reader, 0
+        self.reader, self.table, self.queries = reader, reader.table, 0
 
     def search(self, *args, **kwargs):
         self.queries += 1
@@ -53,12 +53,18 @@ def test_candidates_query_once_and_an_ad_from_the_second_candidate_queries_none(
     assert run.data.params["seed_index"] == "1" and run.data.params["segment"] == key
     assert run.data.tags["front_end"] == "test" and run.data.tags["stage"] == "ad"
 
+    # An ad from stored candidates needs neither the model nor the index (a retry after the catalog moved on).
+    def no_model():
+        raise AssertionError("the model was loaded")
+    elsewhere = Campaigns(layout, campaigns.tracking, no_model)
+    assert not make_ad(elsewhere, key, LocalCompositor(width=128, height=128), layout.brand_image.read_bytes()).failed
+
     subject = made.row["subject"]
     again = retrieve_top3(campaigns, campaigns.segment(key), subject)
     assert counted.queries == 2 and [h.image_id for h in again.hits] == [c["image_id"] for c in made.row["candidates"]]
 
 
-def test_campaigns_refuse_to_open_before_the_index_exists(resources, layout):
-    store = resources["mlflow_tracking"].store(layout)
+def test_no_candidates_before_the_index_exists(resources, layout):
+    campaigns = Campaigns(layout, resources["mlflow_tracking"].store(layout), resources["clip"].encoder)
     with pytest.raises(IndexNotReady, match="there is no index for model"):
-        Campaigns.open(layout, resources["clip"].encoder(), store)
+        make_candidates(campaigns, campaigns.segments.segments[0].key)

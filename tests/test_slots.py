@@ -19,7 +19,7 @@ def test_at_most_limit_holders_at_once(tmp_path):
     active, peak, lock = [0], [0], threading.Lock()
 
     def work():
-        with slot(tmp_path, "image_api", limit=2):
+        with slot(tmp_path, "gpu", limit=2):
             with lock:
                 active[0] += 1
                 peak[0] = max(peak[0], active[0])

@@ -66,12 +66,13 @@ def segment_campaign(context: dg.AssetExecutionContext, config: AdConfig, data_s
                      image_generator: ImageGeneratorResource, mlflow_tracking: MlflowTracking):
     layout = data_store.layout
     store = mlflow_tracking.store(layout)
-    try:  # also when the campaign assets are materialized without the job's readiness check
-        campaigns = Campaigns.open(layout, clip.encoder(), store, tags={"dagster_run_id": context.run.run_id})
-    except IndexNotReady as err:
-        raise dg.Failure(str(err)) from None
+    campaigns = Campaigns(layout, store, clip.encoder, tags={"dagster_run_id": context.run.run_id})
     steps: dict[dg.AssetKey, Callable[[str], dict]] = {}
     if CANDIDATES in context.selected_asset_keys:
+        try:  # also when the campaign assets are materialized without the job's readiness check
+            campaigns.index
+        except IndexNotReady as err:
+            raise dg.Failure(str(err)) from None
         steps[CANDIDATES] = one_at_a_time(lambda key: candidates_metadata(campaigns, key))
     if AD in context.selected_asset_keys:
         generator, brand_image = image_generator.generator(), layout.brand_image.read_bytes()

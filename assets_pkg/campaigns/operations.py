@@ -4,8 +4,8 @@ Any front end calls these: the Dagster step (`assets.py`), the CLI, a review app
 reads what it needs from the tables, writes its outputs (files, a table row) and logs its MLflow run;
 the caller only decides which segments, which subject and which candidate.
 
-- `Campaigns.open(...)`: everything generation needs, checked once (the index is ready for the
-  model, its labels read).
+- `Campaigns(...)`: what the operations share, each part loaded on first use (the model, the
+  segments file, the index once it is checked ready for the model).
 - `propose_subject(...)`: a subject for a segment (the segments file's, else the proposer's).
 - `retrieve_top3(...)`: the top three photos for a subject: exactly one index query.
 - `make_candidates(...)`: subject + top 3 + contact sheet, stored as the segment's candidates.
@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 from assets_pkg.campaigns import ads
 from assets_pkg.campaigns.contact_sheet import write_contact_sheet
@@ -39,26 +41,37 @@ EXPERIMENT = "ad-campaigns"
 
 @dataclass
 class Campaigns:
-    """What the operations work with. `tags` go on every MLflow run (e.g. the Dagster run id)."""
+    """What the operations share. Each part loads on first use, so making an ad from stored candidates
+    loads no model and opens no index. `tags` go on every MLflow run (e.g. the Dagster run id)."""
 
     layout: DataLayout
-    segments: SegmentsFile
-    encoder: ClipEncoder
-    index: IndexReader
-    labels: list[str]  # the catalog's labels: the subjects a proposer may choose from
-    proposer: SubjectProposer
     tracking: MlflowStore
+    load_encoder: Callable[[], ClipEncoder]
     tags: dict[str, str] = field(default_factory=dict)
 
-    @classmethod
-    def open(cls, layout: DataLayout, encoder: ClipEncoder, tracking: MlflowStore,
-             proposer: SubjectProposer | None = None, tags: dict[str, str] | None = None) -> "Campaigns":
-        """Raises `IndexNotReady` (saying what to do) when the index cannot serve this model."""
+    @cached_property
+    def segments(self) -> SegmentsFile:
+        return load_segments(self.layout.segments_file)
+
+    @cached_property
+    def encoder(self) -> ClipEncoder:
+        return self.load_encoder()
+
+    @cached_property
+    def index(self) -> IndexReader:
+        """The model's index; raises `IndexNotReady` (saying what to do) when it cannot serve this model."""
+        layout, encoder = self.layout, self.encoder
         require_ready(layout.lance_dir, layout.embeddings_table, layout.mirror_table, encoder.model_key, encoder.dim)
-        index = open_reader(layout.lance_dir, encoder.model_key)
-        return cls(layout=layout, segments=load_segments(layout.segments_file), encoder=encoder, index=index,
-                   labels=catalog_labels(index.table), proposer=proposer or ClipZeroShotProposer(encoder.encode_texts),
-                   tracking=tracking, tags=dict(tags or {}))
+        return open_reader(layout.lance_dir, encoder.model_key)
+
+    @cached_property
+    def labels(self) -> list[str]:
+        """The catalog's labels: the subjects a proposer may choose from."""
+        return catalog_labels(self.index.table)
+
+    @cached_property
+    def proposer(self) -> SubjectProposer:
+        return ClipZeroShotProposer(self.encoder.encode_texts)
 
     def segment(self, key: str) -> Segment:
         return self.segments.by_key(key)
