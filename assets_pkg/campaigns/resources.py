@@ -6,7 +6,12 @@ import dagster as dg
 
 from assets_pkg.campaigns.generators.base import ImageGenerator
 from assets_pkg.campaigns.generators.compositor import LocalCompositor
-from assets_pkg.campaigns.generators.replicate_kontext import DEFAULT_MODEL, ReplicateKontextGenerator
+from assets_pkg.campaigns.generators.replicate_kontext import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MODEL,
+    DEFAULT_TIMEOUT_S,
+    ReplicateKontextGenerator,
+)
 
 
 class ImageGeneratorResource(dg.ConfigurableResource):
@@ -15,8 +20,8 @@ class ImageGeneratorResource(dg.ConfigurableResource):
     replicate_api_token: str = ""
     replicate_model: str = DEFAULT_MODEL
     replicate_base_url: str = ""  # empty: Replicate's API; tests point it at a local stand-in
-    timeout_s: float = 300.0
-    max_attempts: int = 5  # per API call; a generation that still fails is retried by the step's retry policy
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS  # per API call; then the step's retry policy retries the generation
     # Generations in flight at once: the campaign step's worker threads. The step's `image_api` pool
     # (limit 1 on the instance) keeps it to one such step at a time, so this bounds the whole instance.
     max_concurrent: int = 4

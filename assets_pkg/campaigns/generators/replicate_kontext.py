@@ -55,6 +55,8 @@ from tenacity.wait import wait_base
 from .base import GeneratedImage, GenerationError, GenerationRequest, TransientGenerationError, to_png
 
 DEFAULT_MODEL = "flux-kontext-apps/multi-image-kontext-max"
+DEFAULT_TIMEOUT_S = 300.0  # the whole generation: create, polls, download and every retry
+DEFAULT_MAX_ATTEMPTS = 5  # per API call (create, each poll, download)
 _FINISHED = frozenset({"succeeded", "failed", "canceled"})
 # What a failing API call can raise: API errors, transport errors, and ValueError for a malformed response
 # (bad JSON, a prediction that does not validate).
@@ -89,10 +91,10 @@ class ReplicateKontextGenerator:
         output_format: str = "png",
         safety_tolerance: int = 2,
         seed: int | None = None,  # None: a seed derived from the request, so the same request draws the same
-        timeout_s: float = 300.0,  # the whole generation: create, polls, download and every retry
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         poll_interval_s: float = 1.0,
         cost_per_image_usd: float = 0.08,
-        max_attempts: int = 5,  # per API call (create, each poll, download)
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff_base_s: float = 1.0,  # first retry waits about this long, then twice as long each time
         backoff_max_s: float = 30.0,
         retry_after_cap_s: float = 60.0,  # a server's Retry-After is honoured up to this
