@@ -165,7 +165,7 @@ def print_outputs(project: Project, keys: list[str], failed: list[str], seconds:
         else:
             outcome = f"{row['output_path']}  ({row['subject']}, {row['generator_id']})"
         print(f"  {key:<32} {outcome}")
-    tables = ", ".join(path.name for path in (where.manifest_table, where.quarantine_table, where.mirror_table,
+    tables = ",".join(path.name for path in (where.manifest_table, where.quarantine_table, where.mirror_table,
                                               where.mirror_bytes_table, where.embeddings_table,
                                               where.candidates_table, where.campaigns_table))
     print(f"\ntables (Delta):  {where.lake_dir}/{{{tables}}}")
