@@ -70,6 +70,10 @@ class DataLayout:
     def failures_table(self) -> Path:
         return self.lake_dir / "run_failures"
 
+    @property
+    def reviews_table(self) -> Path:
+        return self.lake_dir / "campaign_reviews"
+
     # Other stores ------------------------------------------------------------------------------
     @property
     def lance_dir(self) -> Path:
@@ -201,4 +205,17 @@ FAILURES_SCHEMA = pa.schema([  # lake/run_failures: one row per failed Dagster r
     ("failed_at", pa.timestamp("us", tz="UTC")),
     ("failed_steps", pa.list_(pa.string())),
     ("error", pa.string()),
+])
+REVIEWS_SCHEMA = pa.schema([  # lake/campaign_reviews: the review studio's event log, append-only
+    ("review_id", pa.string()),       # one review of a segment, from its start to its approval
+    ("segment_key", pa.string()),
+    ("seq", pa.int64()),              # the event's place in its segment's history: 1, 2, 3 ...
+    ("at", pa.timestamp("us", tz="UTC")),
+    ("reviewer", pa.string()),        # as given, capped at 100 characters
+    ("event", pa.string()),           # see assets_pkg/review/events.py for the names and meanings
+    ("subject", pa.string()),
+    ("candidate_rank", pa.int32()),   # 1-3 as the reviewer sees it; null when the event names none
+    ("image_id", pa.string()),        # the approved photo, on "approved" events only
+    ("candidates", pa.string()),      # JSON [{rank 1-3, image_id, path, score}] on "candidates_retrieved"
+    ("note", pa.string()),            # the reviewer's words or the reason, as given, capped at 2,000 characters
 ])

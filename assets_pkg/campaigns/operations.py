@@ -6,7 +6,8 @@ the caller only decides which segments, which subject and which candidate.
 
 - `Campaigns(...)`: what the operations share, each part loaded on first use (the model, the
   segments file, the index once it is checked ready for the model).
-- `propose_subject(...)`: a subject for a segment (the segments file's, else the proposer's).
+- `propose_subject(...)`: a subject for a segment (the segments file's, else the proposer's), never
+  one in `exclude`.
 - `retrieve_top3(...)`: the top three photos for a subject: exactly one index query.
 - `make_candidates(...)`: subject + top 3 + contact sheet, stored as the segment's candidates.
 - `make_ad(...)`: the ad from one of the stored candidates and the brand image, stored as a campaign.
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from assets_pkg.campaigns import ads
 from assets_pkg.campaigns.contact_sheet import write_contact_sheet
@@ -81,8 +82,9 @@ class Campaigns:
                          tags={"segment": segment.key, "stage": stage, **self.tags})
 
 
-def propose_subject(campaigns: Campaigns, segment: Segment) -> SubjectProposal:
-    return choose_subject(segment, campaigns.proposer, campaigns.labels)
+def propose_subject(campaigns: Campaigns, segment: Segment, exclude: Iterable[str] = ()) -> SubjectProposal:
+    """`exclude`: subjects a reviewer rejected for this segment, never proposed again."""
+    return choose_subject(segment, campaigns.proposer, campaigns.labels, exclude)
 
 
 def retrieve_top3(campaigns: Campaigns, segment: Segment, subject: str) -> Candidates:

@@ -7,7 +7,7 @@ segment description and "a photo of a <label>"; an LLM proposer can take its pla
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
@@ -44,9 +44,25 @@ class ClipZeroShotProposer:
                                scores={label: round(score, 6) for label, score in ranked})
 
 
-def choose_subject(segment: Segment, proposer: SubjectProposer, candidates: list[str]) -> SubjectProposal:
-    """The segments file's subject when it names one, else the proposer's choice."""
-    if segment.subject:
+class NoSubjectLeft(LookupError):
+    """Every subject the catalog offers this segment has been rejected: only a reviewer can name another."""
+
+
+def subject_key(subject: str) -> str:
+    """How two spellings of one subject compare: case and spacing do not make a new subject."""
+    return " ".join(subject.lower().split())
+
+
+def choose_subject(segment: Segment, proposer: SubjectProposer, candidates: list[str],
+                   exclude: Iterable[str] = ()) -> SubjectProposal:
+    """The segments file's subject when it names one, else the proposer's choice. Subjects in
+    `exclude` (rejected by a reviewer) are never chosen, the segments file's included."""
+    excluded = {subject_key(s) for s in exclude}
+    if segment.subject and subject_key(segment.subject) not in excluded:
         return SubjectProposal(subject=segment.subject, method="segments-file", scores={})
-    allowed = [c for c in candidates if not segment.labels or c in segment.labels]
-    return proposer.propose(segment, allowed or candidates)
+    allowed = [c for c in candidates if not segment.labels or c in segment.labels] or candidates
+    remaining = [c for c in allowed if subject_key(c) not in excluded]
+    if allowed and not remaining:
+        raise NoSubjectLeft(f"every subject for segment {segment.key!r} has been rejected "
+                            f"({', '.join(sorted(excluded))}); name another one")
+    return proposer.propose(segment, remaining)
