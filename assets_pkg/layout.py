@@ -218,4 +218,6 @@ REVIEWS_SCHEMA = pa.schema([  # lake/campaign_reviews: the review studio's event
     ("image_id", pa.string()),        # the approved photo, on "approved" events only
     ("candidates", pa.string()),      # JSON [{rank 1-3, image_id, path, score}] on "candidates_retrieved"
     ("note", pa.string()),            # the reviewer's words or the reason, as given, capped at 2,000 characters
+    ("segment_digest", pa.string()),  # on "approved" events: the segment's name and description when approved
+                                      # (assets_pkg/campaigns/approvals.py); a change since needs review
 ])

@@ -4,7 +4,8 @@ Stages record what happened as plain data (`RunRecord`, with timed `Step`s), and
 writes it in one short burst under a file lock. Why: the embedded default store is SQLite, which
 fails with "database is locked" (and races on creating the schema and experiments) when several
 partition processes write at once; holding the lock only while logging keeps generations parallel.
-Steps become an MLflow trace attached to the run, with their real start and end times.
+Steps become an MLflow trace attached to the run, with their real start and end times; a step may name
+its span type (MLflow's `SpanType`: LLM, TOOL, RETRIEVER, ...) and an earlier step as its parent.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Step:
     end_ns: int = 0
     inputs: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+    span_type: str = "UNKNOWN"  # an mlflow.entities.SpanType value; plain text so this module imports no mlflow
+    parent: str | None = None  # the name of an earlier step this one ran inside; None: under the root span
 
 
 @dataclass
@@ -42,11 +45,15 @@ class RunRecord:
     files: list[Path] = field(default_factory=list)  # files logged as artifacts
     steps: list[Step] = field(default_factory=list)
     status: str = "FINISHED"  # MLflow run status: FINISHED or FAILED
+    span_type: str = "UNKNOWN"  # the trace's root span type (e.g. AGENT for a review turn)
+    trace_inputs: dict[str, Any] | None = None  # the root span's inputs; None: the run name
+    trace_outputs: dict[str, Any] | None = None
+    trace_tags: dict[str, str] = field(default_factory=dict)  # searchable on the trace itself
 
     @contextmanager
-    def step(self, name: str, **inputs: Any) -> Iterator[dict[str, Any]]:
+    def step(self, name: str, span_type: str = "UNKNOWN", **inputs: Any) -> Iterator[dict[str, Any]]:
         """Time a step; the caller fills the yielded dict with the step's outputs."""
-        current = Step(name=name, start_ns=time.time_ns(), inputs=inputs)
+        current = Step(name=name, start_ns=time.time_ns(), inputs=inputs, span_type=span_type)
         try:
             yield current.outputs
         finally:
@@ -120,15 +127,30 @@ class MlflowStore:
 
 
 def _log_trace(client, record: RunRecord, experiment_id: str, run_id: str) -> None:
-    steps = sorted(record.steps, key=lambda s: s.start_ns)
-    root = client.start_trace(name=record.run_name, inputs={"run": record.run_name}, experiment_id=experiment_id,
-                              run_id=run_id, start_time_ns=steps[0].start_ns)
+    steps = sorted(record.steps, key=lambda s: s.start_ns)  # stable: a parent listed first stays first
+    inputs = {"run": record.run_name} if record.trace_inputs is None else _jsonable(record.trace_inputs)
+    root = client.start_trace(name=record.run_name, span_type=record.span_type, inputs=inputs,
+                              tags=record.trace_tags or None, experiment_id=experiment_id, run_id=run_id,
+                              start_time_ns=steps[0].start_ns)
+    # A span with steps inside it stays open until they have ended; every other span ends at once, as before.
+    parents = {s.parent for s in steps if s.parent}
+    started: dict[str, str] = {}
+    waiting = []
     for step in steps:
-        child = client.start_span(name=step.name, trace_id=root.trace_id, parent_id=root.span_id,
-                                  inputs=_jsonable(step.inputs), start_time_ns=step.start_ns)
-        client.end_span(trace_id=root.trace_id, span_id=child.span_id, outputs=_jsonable(step.outputs),
+        parent_id = started.get(step.parent, root.span_id) if step.parent else root.span_id
+        span = client.start_span(name=step.name, trace_id=root.trace_id, parent_id=parent_id,
+                                 span_type=step.span_type, inputs=_jsonable(step.inputs), start_time_ns=step.start_ns)
+        started[step.name] = span.span_id
+        if step.name in parents:
+            waiting.append((step, span))
+        else:
+            client.end_span(trace_id=root.trace_id, span_id=span.span_id, outputs=_jsonable(step.outputs),
+                            end_time_ns=step.end_ns)
+    for step, span in reversed(waiting):
+        client.end_span(trace_id=root.trace_id, span_id=span.span_id, outputs=_jsonable(step.outputs),
                         end_time_ns=step.end_ns)
-    client.end_trace(trace_id=root.trace_id, end_time_ns=max(s.end_ns for s in steps))
+    client.end_trace(trace_id=root.trace_id, end_time_ns=max(s.end_ns for s in steps),
+                     outputs=None if record.trace_outputs is None else _jsonable(record.trace_outputs))
 
 
 def _param(value: Any) -> str:

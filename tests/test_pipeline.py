@@ -161,8 +161,9 @@ def test_two_segments_generate_ads_with_the_local_compositor(resources, instance
 
     # Another seed makes another ad.
     other = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=keys[1],
-                           run_config={"ops": {"segment_campaign": {"config": {"seed_index": 2}}}})
-    assert meta(other, "campaign_ad")["reused"] is False
+                           run_config={"ops": {"segment_campaign": {"config": {"rank": 3}}}})
+    assert meta(other, "campaign_ad")["reused"] is False and meta(other, "campaign_ad")["seed_rank"] == 3
+    assert meta(other, "campaign_ad")["review"] == "none" and meta(other, "campaign_candidates")["review"] == "none"
     assert len(sorted(layout.campaigns_dir.rglob("ad-*.png"))) == 3
 
     # MLflow: one run per generation, with what the issue asks for, read back with MlflowClient.

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from assets_pkg.atomic_files import remove_orphan_temp_files, write_atomically
+from assets_pkg.campaigns.approvals import REVIEW_NONE, ApprovalCheck
 from assets_pkg.campaigns.generators.base import (
     GenerationError,
     GenerationRequest,
@@ -32,6 +33,7 @@ class AdResult:
     path: Path | None  # None when generation failed
     reused: bool
     transient: bool = False  # failed in a way a later retry may fix (service busy, down or slow)
+    review: ApprovalCheck = field(default_factory=lambda: ApprovalCheck(REVIEW_NONE))  # the approval it was made under
 
     @property
     def failed(self) -> bool:

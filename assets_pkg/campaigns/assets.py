@@ -8,6 +8,13 @@ candidates fail must not stop the other segments' ads, which two steps (the seco
 first fails) could not give. Each segment still gets its own materializations, metadata and
 pictures; a failed segment fails alone, the others are recorded as materialized, and it can be
 re-run on its own.
+
+Review: each segment's latest approval (from the review log) is read once per run and passed to the
+operations. While it holds, the candidates are the approved subject's and the ad is made from the
+approved photo; when the segment changed since, or the photo left the catalog, the candidates say
+`review: needs_review` with the reason and the segment's ad fails alone ("needs review: ...") rather
+than another photo being chosen. This file is the one place that wires the review stage (which
+imports this stage's operations) to the campaign step; no campaign domain module imports it.
 """
 
 import threading
@@ -16,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import dagster as dg
+from pydantic import Field
 
+from assets_pkg.campaigns.approvals import Approval, NeedsReview
 from assets_pkg.campaigns.operations import Campaigns, make_ad, make_candidates
 from assets_pkg.campaigns.partitions import segment_partitions
 from assets_pkg.campaigns.previews import markdown_picture
@@ -25,7 +34,9 @@ from assets_pkg.catalog.assets import image_mirror
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.index.assets import image_index
 from assets_pkg.index.readiness import IndexNotReady
+from assets_pkg.layout import DataLayout
 from assets_pkg.resources import DataStore, MlflowTracking
+from assets_pkg.review.policy import approved_choice
 from assets_pkg.tracking import MlflowStore
 
 # A generation that failed because the service was busy, down or slow (after the generator's own bounded
@@ -34,7 +45,9 @@ GENERATION_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EX
 
 
 class AdConfig(dg.Config):
-    seed_index: int = 0  # which of the top-3 candidates seeds the ad (0 = best match)
+    rank: int = Field(1, ge=1, le=3, description=(
+        "Which of the segment's top-3 candidates seeds the ad: 1 = the best match, as in the contact sheet. "
+        "A segment with a reviewer's approval ignores it: its ad is made from the approved photo."))
 
 
 CANDIDATES = dg.AssetKey("campaign_candidates")
@@ -66,17 +79,21 @@ def segment_campaign(context: dg.AssetExecutionContext, config: AdConfig, data_s
                      image_generator: ImageGeneratorResource, mlflow_tracking: MlflowTracking):
     layout = data_store.layout
     store = mlflow_tracking.store(layout)
-    campaigns = Campaigns(layout, store, clip.encoder, tags={"dagster_run_id": context.run.run_id})
+    # The run's own adrag/ tags (review_id, reviewer, trigger) go on its MLflow runs too.
+    run_tags = {name.removeprefix("adrag/"): value for name, value in context.run.tags.items()
+                if name.startswith("adrag/")}
+    campaigns = Campaigns(layout, store, clip.encoder, tags={"dagster_run_id": context.run.run_id, **run_tags})
+    approval_of = Approvals(layout)
     steps: dict[dg.AssetKey, Callable[[str], dict]] = {}
     if CANDIDATES in context.selected_asset_keys:
         try:  # also when the campaign assets are materialized without the job's readiness check
             campaigns.index
         except IndexNotReady as err:
             raise dg.Failure(str(err)) from None
-        steps[CANDIDATES] = one_at_a_time(lambda key: candidates_metadata(campaigns, key))
+        steps[CANDIDATES] = one_at_a_time(lambda key: candidates_metadata(campaigns, key, approval_of(key)))
     if AD in context.selected_asset_keys:
         generator, brand_image = image_generator.generator(), layout.brand_image.read_bytes()
-        steps[AD] = lambda key: ad_metadata(campaigns, key, generator, brand_image, config.seed_index)
+        steps[AD] = lambda key: ad_metadata(campaigns, key, generator, brand_image, config.rank, approval_of(key))
     # Each segment runs its steps in order; segments overlap, so one's candidates (CPU work, one at a
     # time) are made while others' generations wait on the image API, as many at once as it allows.
     outcomes = run_segments(context, context.partition_keys, steps,
@@ -95,8 +112,20 @@ def one_at_a_time(work: Callable[[str], dict]) -> Callable[[str], dict]:
     return serialised
 
 
-def candidates_metadata(campaigns: Campaigns, key: str) -> dict:
-    made = make_candidates(campaigns, key)
+class Approvals:
+    """Each segment's latest approval, read once per run, so its candidates and its ad use the same one."""
+
+    def __init__(self, layout: DataLayout):
+        self.layout, self.read = layout, {}
+
+    def __call__(self, key: str) -> Approval | None:
+        if key not in self.read:  # one thread per segment: no two reads of one key race
+            self.read[key] = approved_choice(self.layout, key)
+        return self.read[key]
+
+
+def candidates_metadata(campaigns: Campaigns, key: str, approval: Approval | None) -> dict:
+    made = make_candidates(campaigns, key, approval)
     row, segment = made.row, campaigns.segment(key)
     return {
         "segment": segment.name,
@@ -108,12 +137,18 @@ def candidates_metadata(campaigns: Campaigns, key: str) -> dict:
             f"{c['rank']}. `{c['path']}` score {c['score']:.3f}" for c in row["candidates"])),
         "contact_sheet": dg.MetadataValue.md(markdown_picture(made.contact_sheet, f"{segment.name}: top 3")),
         "contact_sheet_file": dg.MetadataValue.path(str(made.contact_sheet)),
+        **made.review.fields(),
         **mlflow_metadata(campaigns.tracking, made.mlflow_run_id),
     }
 
 
-def ad_metadata(campaigns: Campaigns, key: str, generator, brand_image: bytes, rank: int) -> dict:
-    ad = make_ad(campaigns, key, generator, brand_image, rank)
+def ad_metadata(campaigns: Campaigns, key: str, generator, brand_image: bytes, rank: int,
+                approval: Approval | None) -> dict:
+    """`rank`: 1-3 as users see them; an approval overrides it."""
+    try:
+        ad = make_ad(campaigns, key, generator, brand_image, rank - 1, approval)
+    except NeedsReview as err:
+        raise SegmentFailed(f"segment {key!r} needs review: {err}") from None
     row = ad.row
     if ad.failed:
         raise SegmentFailed(f"generation failed for segment {key!r}: {row['error']}", transient=ad.transient)
@@ -123,11 +158,14 @@ def ad_metadata(campaigns: Campaigns, key: str, generator, brand_image: bytes, r
         "ad_file": dg.MetadataValue.path(str(ad.path)),
         "subject": row["subject"],
         "seed": row["seed_path"],
+        "seed_image_id": row["seed_image_id"],
+        "seed_rank": row["seed_index"] + 1,
         "generator": row["generator_id"],
         "prompt": row["prompt"],
         "reused": ad.reused,
         "cost_usd": row["cost_usd"],
         "latency_s": round(row["latency_s"], 3),
+        **ad.review.fields(),
         **mlflow_metadata(campaigns.tracking, row["mlflow_run_id"]),
     }
 

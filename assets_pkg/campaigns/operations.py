@@ -9,30 +9,42 @@ the caller only decides which segments, which subject and which candidate.
 - `propose_subject(...)`: a subject for a segment (the segments file's, else the proposer's), never
   one in `exclude`.
 - `retrieve_top3(...)`: the top three photos for a subject: exactly one index query.
-- `make_candidates(...)`: subject + top 3 + contact sheet, stored as the segment's candidates.
-- `make_ad(...)`: the ad from one of the stored candidates and the brand image, stored as a campaign.
+- `make_candidates(...)`: subject + top 3 + contact sheet, stored as the segment's candidates; under
+  a reviewer's approval (`approval`), the approved subject's, holding the approved photo.
+- `make_ad(...)`: the ad from one of the stored candidates and the brand image, stored as a campaign;
+  under an approval, from the approved photo (by image id); an approval that no longer holds (see
+  `approvals.check_approval`) raises `NeedsReview` and makes nothing.
 - `latest_campaign(...)` / `latest_campaigns(...)`: what was last generated for a segment.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable
 
 from assets_pkg.campaigns import ads
+from assets_pkg.campaigns.approvals import (
+    APPROVED_SUBJECT_METHOD,
+    NEEDS_REVIEW,
+    REVIEW_NONE,
+    Approval,
+    ApprovalCheck,
+    NeedsReview,
+    check_approval,
+)
 from assets_pkg.campaigns.contact_sheet import write_contact_sheet
 from assets_pkg.campaigns.generators.base import ImageGenerator
-from assets_pkg.campaigns.retrieval import Candidates, retrieve_candidates
+from assets_pkg.campaigns.retrieval import TOP_K, Candidates, retrieve_candidates
 from assets_pkg.campaigns.segments import Segment, SegmentsFile, load_segments
 from assets_pkg.campaigns.store import append_campaign, read_candidates, replace_candidates
 from assets_pkg.campaigns.subjects import ClipZeroShotProposer, SubjectProposal, SubjectProposer, choose_subject
 from assets_pkg.delta_tables import read_table, sql_literal
 from assets_pkg.embeddings.encode import ClipEncoder
-from assets_pkg.index.lance_index import IndexReader, catalog_labels, open_reader
+from assets_pkg.index.lance_index import Hit, IndexReader, catalog_labels, open_reader
 from assets_pkg.index.readiness import require_ready
 from assets_pkg.layout import CAMPAIGNS_SCHEMA, DataLayout
 from assets_pkg.tracking import MlflowStore, RunRecord
@@ -77,9 +89,14 @@ class Campaigns:
     def segment(self, key: str) -> Segment:
         return self.segments.by_key(key)
 
-    def record(self, segment: Segment, stage: str) -> RunRecord:
-        return RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-{stage}",
-                         tags={"segment": segment.key, "stage": stage, **self.tags})
+    def record(self, segment: Segment, stage: str, review: ApprovalCheck | None = None) -> RunRecord:
+        """A run's record; under an approval, tagged with the review it comes from (`review_id`, `approved_by`)."""
+        tags = {"segment": segment.key, "stage": stage, **self.tags}
+        if review is not None:
+            tags["review"] = review.status
+            if review.approval is not None:
+                tags.update(review_id=review.approval.review_id, approved_by=review.approval.reviewer)
+        return RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-{stage}", tags=tags)
 
 
 def propose_subject(campaigns: Campaigns, segment: Segment, exclude: Iterable[str] = ()) -> SubjectProposal:
@@ -97,18 +114,30 @@ class CandidatesMade:
     row: dict  # the segment's campaign_candidates row, as stored
     contact_sheet: Path
     mlflow_run_id: str
+    review: ApprovalCheck = field(default_factory=lambda: ApprovalCheck(REVIEW_NONE))
 
 
-def make_candidates(campaigns: Campaigns, segment_key: str) -> CandidatesMade:
+def make_candidates(campaigns: Campaigns, segment_key: str, approval: Approval | None = None) -> CandidatesMade:
     """Subject, top 3 (one index query) and their contact sheet, stored as the segment's current
-    candidates, with one MLflow run holding every step."""
+    candidates, with one MLflow run holding every step.
+
+    `approval`: the segment's approved choice, if any. While it holds, the subject is the approved one
+    and the approved photo is among the three (fetched by id from the index when a re-retrieval no
+    longer ranks it in the top 3). When it no longer holds, the candidates are the best match as
+    without one, and `review` says the segment needs review and why."""
     segment = campaigns.segment(segment_key)
-    record = campaigns.record(segment, "candidates")
-    with record.step("propose_subject", segment=segment.key, description=segment.description) as out:
-        proposal = propose_subject(campaigns, segment)
+    review = check_approval(segment, approval, campaigns.layout.mirror_table)
+    record = campaigns.record(segment, "candidates", review)
+    with record.step("propose_subject", segment=segment.key, description=segment.description, **review.fields()) as out:
+        if review.approved:
+            proposal = SubjectProposal(subject=approval.subject, method=APPROVED_SUBJECT_METHOD, scores={})
+        else:
+            proposal = propose_subject(campaigns, segment)
         out.update(subject=proposal.subject, method=proposal.method, scores=proposal.scores)
     with record.step("retrieve", subject=proposal.subject, labels=list(segment.labels)) as out:
         found = retrieve_top3(campaigns, segment, proposal.subject)
+        if review.approved:
+            found = with_approved_photo(campaigns, found, approval)
         out.update(query=found.query, hits=[(h.path, round(h.score, 4)) for h in found.hits])
     with record.step("contact_sheet", n=len(found.hits)) as out:
         sheet = write_contact_sheet(campaigns.layout.mirror_table, found.hits, campaigns.layout.campaign_dir(segment.key))
@@ -123,25 +152,60 @@ def make_candidates(campaigns: Campaigns, segment_key: str) -> CandidatesMade:
     }
     replace_candidates(campaigns.layout.candidates_table, row)
     record.params.update(segment=segment.key, segment_name=segment.name, subject=proposal.subject,
-                         subject_method=proposal.method, query=found.query, model_key=campaigns.encoder.model_key)
+                         subject_method=proposal.method, query=found.query, model_key=campaigns.encoder.model_key,
+                         **review.fields())
     record.texts["candidates.json"] = json.dumps(row["candidates"], indent=2)
     record.files.append(sheet)
-    return CandidatesMade(row=row, contact_sheet=sheet, mlflow_run_id=campaigns.tracking.log(record))
+    return CandidatesMade(row=row, contact_sheet=sheet, mlflow_run_id=campaigns.tracking.log(record), review=review)
+
+
+def with_approved_photo(campaigns: Campaigns, found: Candidates, approval: Approval) -> Candidates:
+    """`found` holding the approved photo: as retrieved when it is among them, else in place of the
+    third (its score for the same query, from the index by id: a second query, only in that case)."""
+    if any(h.image_id == approval.image_id for h in found.hits):
+        return found
+    vector = campaigns.encoder.encode_texts([found.query])[0]
+    by_id: list[Hit] = campaigns.index.search(vector, k=1, where=f"image_id = {sql_literal(approval.image_id)}",
+                                              exact=True)
+    if not by_id:
+        raise LookupError(f"the approved photo {approval.path} ({approval.image_id[:12]}) is not in the index: "
+                          "refresh the catalog")
+    return replace(found, hits=[*found.hits[:TOP_K - 1], by_id[0]])
 
 
 def make_ad(campaigns: Campaigns, segment_key: str, generator: ImageGenerator, brand_image: bytes,
-            rank: int = 0) -> ads.AdResult:
+            rank: int = 0, approval: Approval | None = None) -> ads.AdResult:
     """The ad from the segment's stored candidate `rank` (0 = best match) and the brand image: reused
     when its inputs are unchanged, else generated (and paid). Stored as a row of the campaigns table
-    (also when it failed, with the reason) with its MLflow run."""
+    (also when it failed, with the reason) with its MLflow run.
+
+    `approval`: the segment's approved choice, if any; it overrides `rank`: the seed is the approved
+    photo, found by image id among the stored candidates (a re-retrieval may have reordered them).
+    An approval that no longer holds raises `NeedsReview`; nothing is generated or stored."""
     segment = campaigns.segment(segment_key)
+    review = check_approval(segment, approval, campaigns.layout.mirror_table)
+    if review.status == NEEDS_REVIEW:
+        raise NeedsReview(review.reason)
     stored = read_candidates(campaigns.layout.candidates_table, segment.key)
-    record = campaigns.record(segment, "ad")
+    if review.approved:
+        rank = approved_position(stored, approval)
+    record = campaigns.record(segment, "ad", review)
+    record.params.update(review.fields())
     ad = ads.make_ad(segment, campaigns.segments.brand, brand_image, stored, rank, generator,
                      campaigns.layout.mirror_table, campaigns.layout.campaign_dir(segment.key), record)
+    ad.review = review
     ad.row["mlflow_run_id"] = campaigns.tracking.log(record)
     append_campaign(campaigns.layout.campaigns_table, ad.row)
     return ad
+
+
+def approved_position(stored: dict, approval: Approval) -> int:
+    """Where the approved photo is among the stored candidates of the approved subject."""
+    positions = [n for n, c in enumerate(stored["candidates"]) if c["image_id"] == approval.image_id]
+    if stored["subject"] != approval.subject or not positions:
+        raise LookupError(f"the stored candidates of segment {stored['segment_key']!r} are not those of the approved "
+                          f"choice (review {approval.review_id}): materialize campaign_candidates for it first")
+    return positions[0]
 
 
 def latest_campaigns(layout: DataLayout, segment_key: str | None = None) -> dict[str, dict]:

@@ -10,7 +10,7 @@ Events (the `event` column) and what each carries besides review id, segment, se
   The one index query of a subject; every later step reads the candidates from here.
 - `candidate_rejected`: `subject`, `candidate_rank` (the one the reviewer saw and turned down).
 - `subject_rejected`: `subject`, `note` (why). Never proposed again in this review.
-- `approved`: `subject`, `candidate_rank`, `image_id`. A choice, not a generation.
+- `approved`: `subject`, `candidate_rank`, `image_id`, `segment_digest`. A choice, not a generation.
 - `reply_not_understood`: `note` = the reviewer's text. Changes nothing; kept so the history shows it.
 
 Why a lock around read-then-append: each step derives the state from the events and appends the
@@ -64,6 +64,7 @@ class NewEvent:
     image_id: str | None = None
     candidates: tuple[Candidate, ...] | None = None
     note: str | None = None
+    segment_digest: str | None = None  # on approvals only
 
 
 def candidates_json(candidates: tuple[Candidate, ...]) -> str:
@@ -103,7 +104,7 @@ class SegmentLog:
             "reviewer": _cap(reviewer, REVIEWER_MAX_CHARS), "event": e.event, "subject": e.subject,
             "candidate_rank": e.candidate_rank, "image_id": e.image_id,
             "candidates": None if e.candidates is None else candidates_json(e.candidates),
-            "note": _cap(e.note, NOTE_MAX_CHARS),
+            "note": _cap(e.note, NOTE_MAX_CHARS), "segment_digest": e.segment_digest,
         } for n, e in enumerate(new, start=1)]
         # One commit for a step's events: a step killed half-way leaves none of them (e.g. never a
         # subject accepted without its candidates).

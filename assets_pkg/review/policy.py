@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from assets_pkg.campaigns.approvals import segment_digest
 from assets_pkg.campaigns.operations import Campaigns, propose_subject, retrieve_top3
 from assets_pkg.campaigns.segments import Segment
 from assets_pkg.campaigns.subjects import NoSubjectLeft
@@ -171,7 +172,8 @@ def approve(campaigns: Campaigns, segment_key: str, reviewer: str, rank: int | N
             return _refused(state, f"rank must be one of {[c.rank for c in state.candidates]}")
         chosen = state.candidate(rank)
         log.append(reviewer, [NewEvent(state.review_id, ev.APPROVED, subject=state.subject, candidate_rank=rank,
-                                       image_id=chosen.image_id, note=said)])
+                                       image_id=chosen.image_id, note=said,
+                                       segment_digest=segment_digest(segment))])
         return _done(log)
 
 

@@ -36,6 +36,7 @@ class ApprovedChoice:
     score: float
     reviewer: str
     at: datetime
+    segment_digest: str | None = None  # the segment's name and description when approved
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ def _apply(state: ReviewState, e: dict) -> ReviewState:
         return replace(state, phase=APPROVED, approved=ApprovedChoice(
             review_id=e["review_id"], segment_key=state.segment_key, subject=e["subject"],
             rank=e["candidate_rank"], image_id=e["image_id"], path=chosen.path if chosen else "",
-            score=chosen.score if chosen else float("nan"), reviewer=e["reviewer"], at=e["at"]))
+            score=chosen.score if chosen else float("nan"), reviewer=e["reviewer"], at=e["at"],
+            segment_digest=e.get("segment_digest")))
     return state  # subject_accepted (its candidates event follows in the same commit), reply_not_understood
 
 

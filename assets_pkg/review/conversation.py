@@ -1,0 +1,115 @@
+"""The one entry a front end calls with a reviewer's free text: `reply(...)`, traced in MLflow.
+
+Who understands the text: the rules first (`replies.parse_reply`: yes / no / next / try a <subject>),
+then, for what they do not understand, the optional model (`agent.ReviewAgent`). Either way the
+answer runs through the policy's operations, which enforce the review's rules.
+
+Approval from text happens only one way: the rules' explicit "yes"/"approve" while a candidate is
+shown (`policy.answer`). The model's actions map onto accept/reject subject, reject candidate and
+another subject; its `suggest_approval` changes nothing and tells the reviewer how to approve. This
+module never calls `policy.approve`, so no prompt can reach it.
+
+Each turn is one MLflow run in the "ad-reviews" experiment with a trace: the root span AGENT, each
+model request an LLM span, the policy operation a TOOL span, and, when the operation queried the
+index, a RETRIEVER span inside it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from assets_pkg.campaigns.operations import Campaigns
+from assets_pkg.campaigns.retrieval import query_for
+from assets_pkg.review import agent as llm
+from assets_pkg.review import events as ev
+from assets_pkg.review import policy, replies
+from assets_pkg.review.events import read_events
+from assets_pkg.review.policy import Turn
+from assets_pkg.review.state import ReviewState
+from assets_pkg.tracking import RunRecord, Step
+
+EXPERIMENT = "ad-reviews"
+# MLflow's span types (mlflow.entities.SpanType), spelled out: importing mlflow costs seconds per process.
+AGENT, LLM, TOOL, RETRIEVER = "AGENT", "LLM", "TOOL", "RETRIEVER"
+
+
+def reply(campaigns: Campaigns, segment_key: str, reviewer: str, text: str,
+          agent: llm.ReviewAgent | None = None) -> Turn:
+    """Answer the reviewer's `text` for the segment (which must exist: KeyError otherwise)."""
+    segment = campaigns.segment(segment_key)
+    started = time.time_ns()
+    before = policy.current_state(campaigns.layout, segment.key)
+    record = RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-review-turn", span_type=AGENT,
+                       trace_inputs={"segment": segment.key, "reviewer": reviewer, "text": text})
+    calls_before = len(agent.calls) if agent else 0
+    understood = replies.parse_reply(text).kind != replies.NOT_UNDERSTOOD
+    if agent is None or understood:
+        action, operation = None, "answer"
+        tool_start = time.time_ns()
+        turn = policy.answer(campaigns, segment.key, reviewer, text)
+    else:
+        action = agent.interpret(before, segment, text)
+        operation = action.tool
+        tool_start = time.time_ns()
+        turn = _run(campaigns, segment.key, reviewer, text, action, before)
+    tool_end = time.time_ns()
+
+    interpreted = agent.calls[calls_before:] if agent else []
+    record.steps += [_llm_step(call, parent=None if call.end_ns <= tool_start else operation) for call in interpreted]
+    record.steps.append(Step(
+        name=operation, span_type=TOOL, start_ns=tool_start, end_ns=tool_end,
+        inputs={"interpreter": "rules" if action is None else "llm", "text": text,
+                **({} if action is None else {"action": action.tool, "rank": action.rank, "subject": action.subject})},
+        outputs={"done": turn.done, "message": turn.message, "phase": turn.state.phase}))
+    record.steps += _retrievals(campaigns, segment.key, before.last_seq, operation, tool_start, tool_end)
+
+    review_id = turn.state.review_id or before.review_id or ""
+    record.tags = {"segment": segment.key, "review_id": review_id, "reviewer": reviewer[:100],
+                   "interpreter": "rules" if action is None else "llm"}
+    record.trace_tags = dict(record.tags)
+    record.params = {"segment": segment.key, "phase_before": before.phase, "operation": operation,
+                     **({"model": agent.model} if agent else {})}
+    record.metrics = {"latency_s": (tool_end - started) / 1e9, "done": float(turn.done)}
+    record.trace_outputs = {"done": turn.done, "message": turn.message, "phase": turn.state.phase}
+    campaigns.tracking.log(record)
+    return turn
+
+
+def _run(campaigns: Campaigns, key: str, reviewer: str, text: str, action: llm.Action,
+         before: ReviewState) -> Turn:
+    """The model's checked action as a policy operation; the policy refuses what does not fit now."""
+    if action.tool == llm.ACCEPT_SUBJECT:
+        return policy.accept_subject(campaigns, key, reviewer, subject=before.subject, said=text)
+    if action.tool == llm.REJECT_SUBJECT:
+        return policy.reject_subject(campaigns, key, reviewer, subject=before.subject, said=text)
+    if action.tool == llm.REJECT_CANDIDATE:
+        rank = action.rank if action.rank is not None else before.shown_rank
+        return policy.reject_candidate(campaigns, key, reviewer, rank=rank, said=text)
+    if action.tool == llm.ANOTHER_SUBJECT:
+        return policy.another_subject(campaigns, key, reviewer, text=action.subject, said=text)
+    if action.tool == llm.SUGGEST_APPROVAL:
+        shown = before.candidate(action.rank) if action.rank else before.shown
+        which = f"candidate #{shown.rank}" if shown else "a candidate"
+        return Turn(False, f"That sounds like approval of {which}; only you can approve it: press Approve or "
+                           f"reply 'approve'. {policy.describe(before)}", before)
+    # Not understood: recorded as said, like any unclear reply (the rules do not understand it either).
+    turn = policy.answer(campaigns, key, reviewer, text)
+    return Turn(False, f"{action.why[:1].upper()}{action.why[1:]}. {turn.message}", turn.state)
+
+
+def _llm_step(call: llm.LlmCall, parent: str | None) -> Step:
+    return Step(name=f"llm_{call.purpose}", span_type=LLM, start_ns=call.start_ns, end_ns=call.end_ns,
+                parent=parent, inputs={"model": call.model, "messages": call.messages, "tools": call.tools},
+                outputs={"answer": call.answer, "error": call.error})
+
+
+def _retrievals(campaigns: Campaigns, key: str, after_seq: int, operation: str, start_ns: int,
+                end_ns: int) -> list[Step]:
+    """A RETRIEVER span per index query the operation made, read from the log's new events. The query ran
+    inside the policy operation, which does not time it apart: the span covers the operation."""
+    new = [e for e in read_events(campaigns.layout, key) if e["seq"] > after_seq and e["event"] == ev.CANDIDATES_RETRIEVED]
+    return [Step(name="retrieve_top3", span_type=RETRIEVER, start_ns=start_ns, end_ns=end_ns, parent=operation,
+                 inputs={"subject": e["subject"], "query": query_for(e["subject"])},
+                 outputs={"candidates": [{"rank": c.rank, "path": c.path, "score": round(c.score, 4)}
+                                         for c in ev.parse_candidates(e["candidates"])]})
+            for e in new]
