@@ -5,6 +5,7 @@
     adrag search "a dog on a beach"   top-k paths with scores from the index
     adrag ui                          dagster dev on the same instance the commands above write to
     adrag mlflow                      the MLflow UI on the same store, where Dagster's run links point
+    adrag studio [--host H --port P]  the review studio (Streamlit): review a segment, approve, make its ad
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from orchestration.settings import RESOURCE_SETTINGS
 
 DATA_DIR = RESOURCE_SETTINGS["data_store"]["data_dir"]
 IMAGES_DIR = RESOURCE_SETTINGS["data_store"]["images_dir"]
+STUDIO_TOKEN = "ADRAG_STUDIO_TOKEN"  # when set, the studio page asks for it first
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("-k", type=int, default=5)
     commands.add_parser("ui", help="start dagster dev on this project's Dagster instance")
     commands.add_parser("mlflow", help="start the MLflow UI on this project's MLflow store (ADRAG_MLFLOW_UI_URL)")
+    studio = commands.add_parser("studio", help="start the review studio (a Streamlit page)")
+    studio.add_argument("--host", default="127.0.0.1",
+                        help=f"address to listen on; other than loopback only with ${STUDIO_TOKEN} set")
+    studio.add_argument("--port", type=int, default=8501)
     args = parser.parse_args(argv)
+
+    if args.command == "studio" and not is_loopback(args.host) and not os.environ.get(STUDIO_TOKEN):
+        print(f"adrag studio: refusing to listen on {args.host} without ${STUDIO_TOKEN} set "
+              "(anyone who can reach it could approve ads)", file=sys.stderr)
+        return 2
 
     overrides = settings_from_flags(args)
     home = dagster_home(Path(overrides[DATA_DIR]))
@@ -44,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return launch_ui(overrides, home)
     if args.command == "mlflow":
         return launch_mlflow_ui(overrides)
+    if args.command == "studio":
+        return launch_studio(overrides, home, args.host, args.port)
 
     from orchestration import runner  # imports Dagster and the assets: only for the commands that run them
 
@@ -115,6 +128,31 @@ def launch_mlflow_ui(overrides: dict[str, str]) -> int:
                "--host", address.hostname or "127.0.0.1", "--port", str(address.port or 5000)]
     print(" ".join(command), flush=True)
     os.execv(sys.executable, command)
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def launch_studio(overrides: dict[str, str], home: Path, host: str, port: int) -> int:
+    root = Path(__file__).resolve().parent.parent
+    # The page reads the flags' settings from its environment, like `dagster dev` under `adrag ui`.
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
+    environ = {**os.environ, **overrides, "DAGSTER_HOME": str(home), "PYTHONPATH": path}
+    command = [sys.executable, "-m", "streamlit", "run", str(root / "studio" / "app.py"),
+               "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+               "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
+               "--client.toolbarMode", "viewer"]
+    print(f"DAGSTER_HOME={home} {' '.join(command)}", flush=True)
+    os.chdir(root)
+    os.execve(sys.executable, command, environ)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The review studio (a Streamlit page): `adrag studio`."""
