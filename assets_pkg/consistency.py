@@ -2,7 +2,7 @@
 
 Each stage's invariants (catalog: quarantine rate, mirror vs manifest; embeddings: vectors vs mirror
 and model; index: index vs mirror and embeddings, readiness for generation) are plain functions that
-read the tables and return a `Report`; `assets_pkg.check_results` turns one into a Dagster check
+read the tables and return a `Report`; `assets_pkg.checks` turns one into a Dagster check
 result, so no stage carries its own report type or adapter.
 """
 

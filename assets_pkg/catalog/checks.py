@@ -5,7 +5,7 @@ import dagster as dg
 from assets_pkg.catalog.assets import image_manifest, image_mirror
 from assets_pkg.catalog.consistency import manifest_quarantine_rate, mirror_matches_manifest
 from assets_pkg.catalog.resources import QuarantineLimit
-from assets_pkg.check_results import check_result
+from assets_pkg.checks import check_result
 from assets_pkg.resources import DataStore
 
 

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets_pkg.catalog.resources import QuarantineLimit
-from assets_pkg.check_results import check_result
+from assets_pkg.checks import check_result
 from assets_pkg.embeddings.assets import image_embeddings
 from assets_pkg.embeddings.consistency import embeddings_match_mirror, embeddings_quarantine_rate
 from assets_pkg.embeddings.resources import ClipModel

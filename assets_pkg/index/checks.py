@@ -7,7 +7,7 @@ selects it, so it runs first in every campaign run and its failure skips the cam
 
 import dagster as dg
 
-from assets_pkg.check_results import check_result
+from assets_pkg.checks import check_result
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.index.assets import image_index
 from assets_pkg.index.consistency import MIN_RECALL_AT_10, index_recall, tables_agree

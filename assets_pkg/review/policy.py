@@ -72,10 +72,8 @@ def accept_subject(campaigns: Campaigns, segment_key: str, reviewer: str, subjec
     segment = campaigns.segment(segment_key)
     with segment_log(campaigns.layout, segment.key) as log:
         state = _state(log)
-        if state.phase != AWAITING_SUBJECT:
-            return _refused(state, "no subject is waiting for an answer")
-        if subject is not None and subject != state.subject:
-            return _refused(state, f"the subject is now {state.subject!r}")
+        if refused := _not_the_subject_shown(state, subject):
+            return refused
         try:
             retrieved = _retrieval(campaigns, segment, state.review_id, state.subject)
         except LookupError as err:
@@ -91,15 +89,22 @@ def reject_subject(campaigns: Campaigns, segment_key: str, reviewer: str, subjec
     segment = campaigns.segment(segment_key)
     with segment_log(campaigns.layout, segment.key) as log:
         state = _state(log)
-        if state.phase != AWAITING_SUBJECT:
-            return _refused(state, "no subject is waiting for an answer")
-        if subject is not None and subject != state.subject:
-            return _refused(state, f"the subject is now {state.subject!r}")
+        if refused := _not_the_subject_shown(state, subject):
+            return refused
         rejected = (*state.rejected_subjects, state.subject)
         log.append(reviewer, [NewEvent(state.review_id, ev.SUBJECT_REJECTED, subject=state.subject,
                                        note=said or "reviewer said no to the subject"),
                               *_proposal(campaigns, segment, state.review_id, exclude=rejected)])
         return _done(log)
+
+
+def _not_the_subject_shown(state: ReviewState, subject: str | None) -> Turn | None:
+    """A refusal when no subject waits for an answer, or the answer was meant for an earlier one."""
+    if state.phase != AWAITING_SUBJECT:
+        return _refused(state, "no subject is waiting for an answer")
+    if subject is not None and subject != state.subject:
+        return _refused(state, f"the subject is now {state.subject!r}")
+    return None
 
 
 def reject_candidate(campaigns: Campaigns, segment_key: str, reviewer: str, rank: int | None = None,

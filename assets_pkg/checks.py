@@ -1,4 +1,4 @@
-"""The one adapter from a domain `Report` to a Dagster asset check result."""
+"""Asset checks shared by every stage: the one adapter from a domain `Report` to a Dagster check result."""
 
 from __future__ import annotations
 
