@@ -11,8 +11,11 @@ its span type (MLflow's `SpanType`: LLM, TOOL, RETRIEVER, ...) and an earlier st
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +76,8 @@ class MlflowStore:
         self.lock = FileLock(str(lock_file))
         lock_file.parent.mkdir(parents=True, exist_ok=True)
         self._experiment_of_run: dict[str, str] = {}
+        self._writer: ThreadPoolExecutor | None = None  # `submit`'s one thread, made on first use
+        self._writer_lock = threading.Lock()
 
     def run_url(self, run_id: str) -> str | None:
         """The run's page in the MLflow UI, for a run this store logged; None without a UI address."""
@@ -118,12 +123,37 @@ class MlflowStore:
             self._experiment_of_run[run_id] = experiment_id
             return run_id
 
+    def submit(self, record: RunRecord) -> Future[str]:
+        """Log the record on this store's one background thread, in submission order; returns at once.
+
+        For what a person waits on (a review turn): the turn is already in its own log, and its MLflow
+        run and trace follow within a second. `flush` waits for what was submitted; the interpreter
+        waits for it at exit too (the executor's threads are joined then)."""
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adrag-mlflow")
+            future = self._writer.submit(self.log, record)
+        future.add_done_callback(_warn_if_failed)
+        return future
+
+    def flush(self) -> None:
+        """Wait until every submitted record is logged (their errors are the futures')."""
+        with self._writer_lock:
+            writer = self._writer
+        if writer is not None:
+            writer.submit(lambda: None).result()
+
     def _experiment_id(self, client, name: str) -> str:
         existing = client.get_experiment_by_name(name)
         if existing is not None:
             return existing.experiment_id
         self.artifact_root.mkdir(parents=True, exist_ok=True)
         return client.create_experiment(name, artifact_location=(self.artifact_root / name).resolve().as_uri())
+
+
+def _warn_if_failed(future: Future) -> None:
+    if (error := future.exception()) is not None:
+        logging.getLogger(__name__).warning("an MLflow run could not be logged: %s: %s", type(error).__name__, error)
 
 
 def _log_trace(client, record: RunRecord, experiment_id: str, run_id: str) -> None:

@@ -4,25 +4,36 @@ Started by `adrag studio`, which passes the project's settings (data directory, 
 DAGSTER_HOME in this process's environment. Every button passes what the reviewer saw (the subject,
 the candidate's rank), so an answer to something that has since changed is refused by the policy.
 An approval launches the segment's partition run; its status is polled and the ad shown when done.
+Nothing the page shows lives only in the browser session: the review from the log, the run from the
+Dagster instance (found by the approval's review id), so a reload, a second reviewer or a restarted
+studio sees the same thing.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
+import re
 from pathlib import Path
 
 import streamlit as st
 
+from assets_pkg.campaigns.approvals import NEEDS_REVIEW, check_approval
 from assets_pkg.campaigns.operations import Campaigns, latest_campaign
 from assets_pkg.review import conversation, policy
 from assets_pkg.review.agent import LlmSettings, build_agent
 from assets_pkg.review.events import read_events
 from assets_pkg.review.state import AWAITING_CANDIDATE, AWAITING_SUBJECT
-from orchestration.review_runs import DONE, FAILED, launch_approved, run_status
+from orchestration.review_runs import DONE, FAILED, launch_approved, run_for_review, run_status
 from orchestration.runner import Project
 
 TOKEN_SETTING = "ADRAG_STUDIO_TOKEN"
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """`text` shown as typed where Streamlit renders Markdown (names, messages): no links, images, markup."""
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 @st.cache_resource
@@ -51,30 +62,17 @@ def show(turn: policy.Turn) -> None:
 
 # --- what the buttons do (their arguments are what the reviewer saw) ----------------------------------
 
-def on_start(key: str, reviewer: str) -> None:
-    st.session_state.pop("run_id", None)
-    show(policy.start(campaigns(), key, reviewer))
-
-
-def on_accept(key: str, reviewer: str, subject: str) -> None:
-    show(policy.accept_subject(campaigns(), key, reviewer, subject=subject))
+def on_press(key: str, reviewer: str, operation: str, **saw) -> None:
+    show(conversation.press(campaigns(), key, reviewer, operation, **saw))
 
 
 def on_another(key: str, reviewer: str) -> None:
     text = (st.session_state.get("another_text") or "").strip() or None
-    show(policy.another_subject(campaigns(), key, reviewer, text=text))
-
-
-def on_reject_candidate(key: str, reviewer: str, rank: int) -> None:
-    show(policy.reject_candidate(campaigns(), key, reviewer, rank=rank))
+    on_press(key, reviewer, "another_subject", text=text)
 
 
 def on_approve(key: str, reviewer: str, rank: int, subject: str) -> None:
-    state = policy.current_state(campaigns().layout, key)
-    if state.subject != subject:  # approve takes a rank only: the subject must still be the one seen
-        show(policy.Turn(False, f"The subject is now {state.subject!r}. {policy.describe(state)}", state))
-        return
-    turn = policy.approve(campaigns(), key, reviewer, rank=rank)
+    turn = conversation.press(campaigns(), key, reviewer, "approve", rank=rank, subject=subject)
     show(turn)
     if turn.done:
         launch(key)
@@ -82,11 +80,9 @@ def on_approve(key: str, reviewer: str, rank: int, subject: str) -> None:
 
 def launch(key: str) -> None:
     try:
-        launched = launch_approved(instance(), project().defs, project().layout, key)
+        launch_approved(instance(), project().defs, project().layout, key)
     except LookupError as err:
         st.session_state["message"] = (False, str(err))
-        return
-    st.session_state["run_id"] = launched.run_id
 
 
 def on_chat(key: str, reviewer: str) -> None:
@@ -108,16 +104,27 @@ def picture(path: str, layout) -> str | None:
 
 
 @st.fragment(run_every=2)
-def run_panel(key: str) -> None:
-    run_id = st.session_state.get("run_id")
-    if not run_id:
+def approval_panel(key: str) -> None:
+    """The segment's standing approval, whether it still holds, and the run that makes its ad."""
+    layout = project().layout
+    approved = policy.approved_choice(layout, key)
+    if approved is None:
         return
-    status, why = run_status(instance(), run_id)
-    st.markdown(f"**Run** `{run_id}`: **{status}**")
+    st.markdown(f"Approved: **{plain(approved.subject)}** #{approved.rank} by {plain(approved.reviewer)}")
+    check = check_approval(campaigns().segment(key), approved, layout.mirror_table)
+    if check.status == NEEDS_REVIEW:
+        st.error(f"Needs review: {plain(check.reason)}. Start a review to approve a photo again.")
+        return
+    run_id = run_for_review(instance(), approved.review_id)
+    status, why = run_status(instance(), run_id) if run_id else (None, None)
+    if run_id:
+        st.markdown(f"**Run** `{run_id}`: **{status}**")
     if status == FAILED:
         st.error(why or "the run failed")
-    elif status == DONE:
-        row = latest_campaign(project().layout, key)
+    if status in (None, FAILED):
+        st.button("Make the ad", on_click=launch, args=(key,))
+    if status == DONE:
+        row = latest_campaign(layout, key)
         if row and row.get("output_path"):
             st.image(row["output_path"], caption=f"Ad for {key}", width=512)
 
@@ -150,15 +157,16 @@ def main() -> None:
 
     state = policy.current_state(c.layout, key)
     if not state.is_open:
-        st.button("Start review", on_click=on_start, args=(key, reviewer))
+        st.button("Start review", on_click=on_press, args=(key, reviewer, "start"))
 
     if message := st.session_state.get("message"):
         done, text = message
-        (st.success if done else st.warning)(text)
+        (st.success if done else st.warning)(plain(text))
 
     if state.phase == AWAITING_SUBJECT:
         st.subheader(f"Proposed subject: {state.subject}")
-        st.button("Looks right", on_click=on_accept, args=(key, reviewer, state.subject))
+        st.button("Looks right", on_click=on_press, args=(key, reviewer, "accept_subject"),
+                  kwargs={"subject": state.subject})
     if state.is_open:
         st.text_input("Another subject (empty: let the studio propose one)", key="another_text")
         st.button("Another subject", on_click=on_another, args=(key, reviewer))
@@ -166,7 +174,7 @@ def main() -> None:
     if state.phase == AWAITING_CANDIDATE and state.shown is not None:
         shown = state.shown
         st.subheader(f"{state.subject}: #{shown.rank} of {len(state.candidates)}")
-        st.caption(f"score {shown.score:.3f} · {shown.path}")
+        st.caption(f"score {shown.score:.3f} · {plain(shown.path)}")
         if found := picture(shown.path, c.layout):
             st.image(found, width=480)
         others = [x for x in state.candidates if x.rank != shown.rank]
@@ -177,14 +185,10 @@ def main() -> None:
                     st.image(found, width=160)
         left, right = st.columns(2)
         left.button("Looks right → Approve", on_click=on_approve, args=(key, reviewer, shown.rank, state.subject))
-        right.button("Not quite", on_click=on_reject_candidate, args=(key, reviewer, shown.rank))
+        right.button("Not quite", on_click=on_press, args=(key, reviewer, "reject_candidate"),
+                     kwargs={"rank": shown.rank})
 
-    if state.approved is not None:
-        a = state.approved
-        st.markdown(f"Approved: **{a.subject}** #{a.rank} by {a.reviewer}")
-        if not st.session_state.get("run_id"):
-            st.button("Make the ad", on_click=launch, args=(key,))
-    run_panel(key)
+    approval_panel(key)
 
     with st.form("chat", clear_on_submit=True):
         st.text_input("Say something (yes / next / try a beagle ...)", key="chat_text")

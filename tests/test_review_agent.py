@@ -18,7 +18,7 @@ from assets_pkg.layout import CAMPAIGNS_SCHEMA
 from assets_pkg.review import events as ev
 from assets_pkg.review import policy
 from assets_pkg.review.agent import LlmSettings, LlmSubjectProposer, ReviewAgent, build_agent
-from assets_pkg.review.conversation import EXPERIMENT, reply
+from assets_pkg.review.conversation import EXPERIMENT, press, reply
 from assets_pkg.review.events import read_events
 from assets_pkg.review.state import AWAITING_CANDIDATE
 
@@ -38,8 +38,9 @@ def shown_candidate(campaigns, agent) -> policy.Turn:  # noqa: F811
     return turn
 
 
-def traces_of(layout, **tags) -> list:
-    client = MlflowClient(tracking_uri=f"sqlite:///{layout.mlflow_dir / 'mlflow.db'}")
+def traces_of(campaigns, **tags) -> list:
+    campaigns.tracking.flush()  # turns are logged in the background
+    client = MlflowClient(tracking_uri=f"sqlite:///{campaigns.layout.mlflow_dir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
     found = []
@@ -81,7 +82,7 @@ def test_a_scripted_tool_call_cycles_the_candidates_and_free_text_names_a_subjec
     assert facts["review"]["shown_candidate"] == {"rank": 1, "path": first.state.shown.path}
 
     # Every turn is a run in "ad-reviews" with a typed trace, tagged with segment, review and reviewer.
-    turns = traces_of(layout, segment=URBAN, reviewer="alice", review_id=first.state.review_id)
+    turns = traces_of(campaigns, segment=URBAN, reviewer="alice", review_id=first.state.review_id)
     assert len(turns) == 3
     (yes_run, yes_trace), (_, cycle_trace), (_, named_trace) = turns
     assert yes_run.data.tags["interpreter"] == "rules"
@@ -200,7 +201,7 @@ def test_the_model_proposes_a_catalog_label_and_the_clip_proposer_covers_a_bad_a
         # "Not that": the model rejects the subject; its next proposal is unusable, so CLIP proposes.
         other = reply(campaigns, URBAN, "alice", "not that, honestly", agent=agent)
         assert other.done and other.state.subject == "cat" and other.state.subject_method == "clip-zero-shot"
-    [(_, trace)] = traces_of(layout, segment=URBAN)
+    [(_, trace)] = traces_of(campaigns, segment=URBAN)
     spans = {s.name: s for s in trace.data.spans}
     assert spans["llm_propose"].span_type == "LLM" and spans["llm_propose"].parent_id == spans["reject_subject"].span_id
     assert [e["event"] for e in read_events(layout, URBAN)][-2:] == [ev.SUBJECT_REJECTED, ev.SUBJECT_PROPOSED]
@@ -210,3 +211,22 @@ def test_an_unknown_segment_asks_no_model(campaigns):  # noqa: F811
     with OpenAIStandIn([]) as api, pytest.raises(KeyError):
         reply(campaigns, "no-such-segment", "alice", "make it pop", agent=agent_for(api))
     assert api.requests == []
+
+
+def test_a_button_press_is_a_traced_turn_and_a_stale_one_is_refused(campaigns):  # noqa: F811
+    started = press(campaigns, URBAN, "alice", "start")
+    subject = started.state.subject
+    accepted = press(campaigns, URBAN, "bob", "accept_subject", subject=subject)
+    assert accepted.done and accepted.state.shown_rank == 1
+    stale = press(campaigns, URBAN, "alice", "accept_subject", subject=subject)  # alice's page was behind
+    assert not stale.done and "no subject is waiting" in stale.message.lower()
+    assert event_names(campaigns.layout, URBAN).count(ev.SUBJECT_ACCEPTED) == 1
+    with pytest.raises(KeyError):
+        press(campaigns, URBAN, "alice", "generate")  # no button generates: approval is the policy's `approve`
+
+    turns = traces_of(campaigns, segment=URBAN)
+    assert [run.data.tags["interpreter"] for run, _ in turns] == ["button"] * 3
+    assert span_types(turns[1][1]) == {f"{URBAN}-review-turn": "AGENT", "accept_subject": "TOOL",
+                                       "retrieve_top3": "RETRIEVER"}
+    assert span_types(turns[2][1]) == {f"{URBAN}-review-turn": "AGENT", "accept_subject": "TOOL"}
+    assert turns[1][0].data.tags["reviewer"] == "bob" and turns[1][0].data.params["operation"] == "accept_subject"

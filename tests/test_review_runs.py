@@ -5,6 +5,8 @@ choosing another photo. Real Dagster runs, real Delta tables, real MLflow store,
 
 from __future__ import annotations
 
+import os
+import subprocess
 from dataclasses import dataclass
 
 import dagster as dg
@@ -22,7 +24,17 @@ from assets_pkg.delta_tables import read_table
 from assets_pkg.layout import CAMPAIGNS_SCHEMA, CANDIDATES_SCHEMA, MIRROR_SCHEMA
 from assets_pkg.review import policy
 from orchestration.definitions import CAMPAIGN_ASSETS, build_definitions
-from orchestration.review_runs import DONE, FAILED, launch_approved, run_status
+from orchestration.review_runs import (
+    DONE,
+    FAILED,
+    JOB,
+    LAUNCHER_TAG,
+    QUEUED,
+    THIS_LAUNCHER,
+    launch_approved,
+    run_for_review,
+    run_status,
+)
 from orchestration.runner import PARTITION_RANGE_END, PARTITION_RANGE_START, RUN_CONFIG, sync_segment_partitions
 
 URBAN = "young-urban-professionals"  # labels [cat, dog], no subject in the segments file
@@ -77,6 +89,7 @@ def test_approval_launches_the_partition_run_and_later_runs_reuse_the_approved_p
     launched = launch_approved(instance, defs, layout, URBAN)
     assert launched.wait(600), "the launched run finished"
     assert run_status(instance, launched.run_id) == (DONE, None)
+    assert run_for_review(instance, choice.review_id) == launched.run_id  # how the page finds it after a reload
 
     run = instance.get_run_by_id(launched.run_id)
     assert run.tags["adrag/review_id"] == choice.review_id and run.tags["adrag/reviewer"] == "alice"
@@ -195,3 +208,27 @@ def test_the_config_refuses_rank_4_before_anything_runs(campaigns, resources, in
     assert "less than or equal to 3" in str(next(e for e in result.all_events if e.is_step_failure).event_specific_data.error)
     assert read_table(layout.candidates_table, CANDIDATES_SCHEMA).num_rows == 0
     assert read_table(layout.campaigns_table, CAMPAIGNS_SCHEMA).num_rows == 0
+
+
+def test_a_run_whose_studio_died_is_reported_failed_not_running_for_ever(defs, instance):
+    """A studio killed mid-run leaves its in-process run unfinished: the next status read marks it failed,
+    saying why; a run of this process, or of a launcher still alive, is left alone."""
+    job = defs.resolve_job_def(JOB)
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        runs = {name: instance.create_run_for_job(job_def=job, tags={LAUNCHER_TAG: launcher}).run_id
+                for name, launcher in [("dead", f"{exited.pid}-0123456789ab"), ("ours", THIS_LAUNCHER),
+                                       ("reused pid", f"{os.getpid()}-0123456789ab"),
+                                       ("alive", f"{alive.pid}-0123456789ab")]}
+        status, why = run_status(instance, runs["dead"])
+        assert status == FAILED and f"pid {exited.pid}" in why and "make the ad again" in why
+        assert instance.get_run_by_id(runs["dead"]).status == dg.DagsterRunStatus.FAILURE
+        assert run_status(instance, runs["dead"])[0] == FAILED  # and stays so
+        assert run_status(instance, runs["reused pid"])[0] == FAILED  # this pid, an earlier process's token
+        assert run_status(instance, runs["ours"]) == (QUEUED, None)
+        assert run_status(instance, runs["alive"]) == (QUEUED, None)
+    finally:
+        alive.kill()
+        alive.wait()

@@ -1,4 +1,5 @@
-"""The one entry a front end calls with a reviewer's free text: `reply(...)`, traced in MLflow.
+"""The two entries a front end calls, each traced in MLflow: `reply(...)` with a reviewer's free text,
+`press(...)` with a button's operation (the policy's, by name, with what the reviewer saw).
 
 Who understands the text: the rules first (`replies.parse_reply`: yes / no / next / try a <subject>),
 then, for what they do not understand, the optional model (`agent.ReviewAgent`). Either way the
@@ -9,9 +10,10 @@ shown (`policy.answer`). The model's actions map onto accept/reject subject, rej
 another subject; its `suggest_approval` changes nothing and tells the reviewer how to approve. This
 module never calls `policy.approve`, so no prompt can reach it.
 
-Each turn is one MLflow run in the "ad-reviews" experiment with a trace: the root span AGENT, each
-model request an LLM span, the policy operation a TOOL span, and, when the operation queried the
-index, a RETRIEVER span inside it.
+Each turn (a reply or a press) is one MLflow run in the "ad-reviews" experiment with a trace: the root
+span AGENT, each model request an LLM span, the policy operation a TOOL span, and, when the operation
+queried the index, a RETRIEVER span inside it. The run is written in the background
+(`MlflowStore.submit`): the turn itself is already in the review log when the reviewer sees it.
 """
 
 from __future__ import annotations
@@ -56,23 +58,52 @@ def reply(campaigns: Campaigns, segment_key: str, reviewer: str, text: str,
 
     interpreted = agent.calls[calls_before:] if agent else []
     record.steps += [_llm_step(call, parent=None if call.end_ns <= tool_start else operation) for call in interpreted]
-    record.steps.append(Step(
-        name=operation, span_type=TOOL, start_ns=tool_start, end_ns=tool_end,
-        inputs={"interpreter": "rules" if action is None else "llm", "text": text,
-                **({} if action is None else {"action": action.tool, "rank": action.rank, "subject": action.subject})},
-        outputs={"done": turn.done, "message": turn.message, "phase": turn.state.phase}))
-    record.steps += _retrievals(campaigns, segment.key, before.last_seq, operation, tool_start, tool_end)
-
-    review_id = turn.state.review_id or before.review_id or ""
-    record.tags = {"segment": segment.key, "review_id": review_id, "reviewer": reviewer[:100],
-                   "interpreter": "rules" if action is None else "llm"}
-    record.trace_tags = dict(record.tags)
-    record.params = {"segment": segment.key, "phase_before": before.phase, "operation": operation,
-                     **({"model": agent.model} if agent else {})}
-    record.metrics = {"latency_s": (tool_end - started) / 1e9, "done": float(turn.done)}
-    record.trace_outputs = {"done": turn.done, "message": turn.message, "phase": turn.state.phase}
-    campaigns.tracking.log(record)
+    interpreter = "rules" if action is None else "llm"
+    tool_inputs = {"interpreter": interpreter, "text": text,
+                   **({} if action is None else {"action": action.tool, "rank": action.rank, "subject": action.subject})}
+    _log_turn(campaigns, record, reviewer, before, turn, operation, tool_inputs, (started, tool_start, tool_end),
+              interpreter, {"model": agent.model} if agent else {})
     return turn
+
+
+# What a button may ask: the policy's operations, by the name the trace shows. Never a generation.
+BUTTONS = {"start": policy.start, "accept_subject": policy.accept_subject, "reject_subject": policy.reject_subject,
+           "reject_candidate": policy.reject_candidate, "another_subject": policy.another_subject,
+           "approve": policy.approve}
+
+
+def press(campaigns: Campaigns, segment_key: str, reviewer: str, operation: str, **arguments) -> Turn:
+    """A button's policy operation (a name in BUTTONS) with what the reviewer saw (`subject`, `rank`, `text`)."""
+    segment = campaigns.segment(segment_key)
+    before = policy.current_state(campaigns.layout, segment.key)
+    record = RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-review-turn", span_type=AGENT,
+                       trace_inputs={"segment": segment.key, "reviewer": reviewer, "button": operation,
+                                     **arguments})
+    started = time.time_ns()
+    turn = BUTTONS[operation](campaigns, segment.key, reviewer, **arguments)
+    ended = time.time_ns()
+    _log_turn(campaigns, record, reviewer, before, turn, operation, {"interpreter": "button", **arguments},
+              (started, started, ended), "button", {})
+    return turn
+
+
+def _log_turn(campaigns: Campaigns, record: RunRecord, reviewer: str, before: ReviewState, turn: Turn,
+              operation: str, tool_inputs: dict, times: tuple[int, int, int], interpreter: str,
+              params: dict) -> None:
+    """The turn's run and trace: the operation as a TOOL span with the retrievals it made inside it."""
+    started, tool_start, tool_end = times
+    key = before.segment_key
+    outcome = {"done": turn.done, "message": turn.message, "phase": turn.state.phase}
+    record.steps.append(Step(name=operation, span_type=TOOL, start_ns=tool_start, end_ns=tool_end,
+                             inputs=tool_inputs, outputs=outcome))
+    record.steps += _retrievals(campaigns, key, before.last_seq, operation, tool_start, tool_end)
+    review_id = turn.state.review_id or before.review_id or ""
+    record.tags = {"segment": key, "review_id": review_id, "reviewer": reviewer[:100], "interpreter": interpreter}
+    record.trace_tags = dict(record.tags)
+    record.params = {"segment": key, "phase_before": before.phase, "operation": operation, **params}
+    record.metrics = {"latency_s": (tool_end - started) / 1e9, "done": float(turn.done)}
+    record.trace_outputs = outcome
+    campaigns.tracking.submit(record)  # the reviewer does not wait for the audit trail: the turn is logged
 
 
 def _run(campaigns: Campaigns, key: str, reviewer: str, text: str, action: llm.Action,

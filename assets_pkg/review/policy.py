@@ -164,14 +164,17 @@ def another_subject(campaigns: Campaigns, segment_key: str, reviewer: str, text:
 
 
 def approve(campaigns: Campaigns, segment_key: str, reviewer: str, rank: int | None = None,
-            said: str | None = None) -> Turn:
+            said: str | None = None, subject: str | None = None) -> Turn:
     """The reviewer's explicit choice of one of the current subject's candidates (`rank` 1-3, the
-    shown one by default). Records the choice; generates nothing."""
+    shown one by default; `subject`: the one the reviewer saw, so an approval meant for a subject
+    that has since changed does nothing). Records the choice; generates nothing."""
     segment = campaigns.segment(segment_key)
     with segment_log(campaigns.layout, segment.key) as log:
         state = _state(log)
         if state.phase != AWAITING_CANDIDATE:
             return _refused(state, "no candidate is shown to approve")
+        if subject is not None and subject != state.subject:
+            return _refused(state, f"the subject is now {state.subject!r}")
         rank = state.shown_rank if rank is None else rank
         if not isinstance(rank, int) or isinstance(rank, bool) or state.candidate(rank) is None:
             return _refused(state, f"rank must be one of {[c.rank for c in state.candidates]}")
