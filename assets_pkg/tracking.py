@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
 
 from filelock import FileLock
 
@@ -85,6 +86,15 @@ class MlflowStore:
         if not self.ui_url or experiment_id is None:
             return None
         return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def compare_url(self, run_ids: list[str]) -> str | None:
+        """MLflow's compare view of runs this store logged (params, metrics side by side); None without a UI."""
+        experiments = sorted({self._experiment_of_run.get(run_id) for run_id in run_ids} - {None})
+        if not self.ui_url or not run_ids or not experiments:
+            return None
+        compact = {"separators": (",", ":")}
+        query = f"runs={quote(json.dumps(run_ids, **compact))}&experiments={quote(json.dumps(experiments, **compact))}"
+        return f"{self.ui_url}/#/compare-runs?{query}"
 
     def log(self, record: RunRecord) -> str:
         """Write the record as one MLflow run (with a trace of its steps); returns the run id."""

@@ -3,6 +3,8 @@
     adrag demo [--offline]            make a demo catalog under data/ and materialize the whole graph
     adrag run --images DIR            the whole graph over your own image folder
     adrag search "a dog on a beach"   top-k paths with scores from the index
+    adrag ask "which photos show a dog outdoors?" [-k 4] [--no-rag | --compare]
+                                      a vision chat model answers from the top-k images, citing their paths
     adrag ui                          dagster dev on the same instance the commands above write to
     adrag mlflow                      the MLflow UI on the same store, where Dagster's run links point
     adrag studio [--host H --port P]  the review studio (Streamlit): review a segment, approve, make its ad
@@ -15,7 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from orchestration.settings import RESOURCE_SETTINGS
+from assets_pkg.answers import questions
+from orchestration.settings import RESOURCE_SETTINGS, missing_vision_model, vision_model_values
 
 DATA_DIR = RESOURCE_SETTINGS["data_store"]["data_dir"]
 IMAGES_DIR = RESOURCE_SETTINGS["data_store"]["images_dir"]
@@ -36,6 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     search = commands.add_parser("search", help="text search over the index")
     search.add_argument("query")
     search.add_argument("-k", type=int, default=5)
+    ask = commands.add_parser("ask", help="answer a question from the top-k images with a vision chat model "
+                              "(ADRAG_LLM_BASE_URL, ADRAG_VISION_MODEL), citing their paths; logged to MLflow")
+    ask.add_argument("question")
+    ask.add_argument("-k", default=str(questions.DEFAULT_K),
+                     help=f"images retrieved and shown to the model, 1-{questions.MAX_K} "
+                          f"(default {questions.DEFAULT_K})")
+    mode = ask.add_mutually_exclusive_group()
+    mode.add_argument("--no-rag", action="store_true", help="the model alone, no images (the baseline)")
+    mode.add_argument("--compare", action="store_true",
+                      help="both, with images and without: two MLflow runs with a shared `comparison` tag")
     commands.add_parser("ui", help="start dagster dev on this project's Dagster instance")
     commands.add_parser("mlflow", help="start the MLflow UI on this project's MLflow store (ADRAG_MLFLOW_UI_URL)")
     studio = commands.add_parser("studio", help="start the review studio (a Streamlit page)")
@@ -48,6 +61,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adrag studio: refusing to listen on {args.host} without ${STUDIO_TOKEN} set "
               "(anyone who can reach it could approve ads)", file=sys.stderr)
         return 2
+
+    if args.command == "ask":
+        try:
+            question, k = questions.check_question(args.question), questions.check_k(args.k)
+        except questions.InvalidRequest as err:
+            print(f"adrag ask: {err}", file=sys.stderr)
+            return 2
+        from assets_pkg.answers.vision_model import VisionSettings
+
+        vision = VisionSettings(**vision_model_values())
+        if not vision.configured:
+            print(f"adrag ask: {missing_vision_model(vision_model_values())}", file=sys.stderr)
+            return 2
 
     overrides = settings_from_flags(args)
     home = dagster_home(Path(overrides[DATA_DIR]))
@@ -67,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         return runner.run_everything(project, segment_keys=args.segments)
     if args.command == "search":
         return runner.print_search(project, args.query, args.k)
+    if args.command == "ask":
+        from orchestration.ask import run_ask
+
+        with_images, alone = questions.WITH_IMAGES, questions.MODEL_ALONE
+        modes = [alone] if args.no_rag else [with_images, alone] if args.compare else [with_images]
+        return run_ask(project, vision, question, k, modes)
     raise AssertionError(args.command)
 
 

@@ -27,6 +27,13 @@ RESOURCE_SETTINGS: dict[str, dict[str, str]] = {
                         "ui_url": "ADRAG_MLFLOW_UI_URL"},  # the MLflow UI Dagster links runs to
     "quarantine_limit": {"max_rate": "ADRAG_MAX_QUARANTINE_RATE"},  # quarantine-rate checks warn above it
 }
+# The vision chat model `adrag ask` answers with: not a resource (no Dagster run uses it), so the CLI reads
+# these when asked. field of assets_pkg.answers.vision_model.VisionSettings -> environment variable; the base
+# URL and key are the review agent's; the model is ADRAG_VISION_MODEL, else the review agent's ADRAG_LLM_MODEL
+# (a server's text model may not take images: Ollama's llama3.2 does not, llama3.2-vision does).
+VISION_MODEL_SETTINGS: dict[str, str] = {"base_url": "ADRAG_LLM_BASE_URL", "model": "ADRAG_VISION_MODEL",
+                                         "api_key": "ADRAG_LLM_API_KEY"}
+VISION_MODEL_FALLBACK = {"model": "ADRAG_LLM_MODEL"}
 # What Dagster needs when it loads the code location (a schedule's cron cannot be a run-time EnvVar).
 LOCATION_DEFAULTS = {
     "ADRAG_REFRESH_CRON": "0 2 * * *",  # when the nightly refresh_catalog schedule runs
@@ -42,3 +49,26 @@ def location_setting(name: str, environ: Mapping[str, str] = os.environ) -> str:
     """A load-time setting: the environment's value when set and not blank, else its default.
     Call it when the code location loads, never at import time."""
     return environ[name].strip() if is_set(name, environ) else LOCATION_DEFAULTS[name]
+
+
+def vision_model_values(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The vision model's settings (VISION_MODEL_SETTINGS' fields) from the environment, blank when unset."""
+    values = {}
+    for field, name in VISION_MODEL_SETTINGS.items():
+        fallback = VISION_MODEL_FALLBACK.get(field)
+        values[field] = (environ.get(name) or "").strip() or (environ.get(fallback or "") or "").strip()
+    return values
+
+
+def missing_vision_model(values: Mapping[str, str]) -> str:
+    """One line for `vision_model_values()` without a base URL or model: what to set, with examples
+    for OpenAI, a local Ollama and a local vLLM server."""
+    names = VISION_MODEL_SETTINGS
+    missing = [] if values.get("base_url") else [names["base_url"]]
+    if not values.get("model"):
+        missing.append(f"{names['model']} (or {VISION_MODEL_FALLBACK['model']})")
+    url, model, key = names["base_url"], names["model"], names["api_key"]
+    return (f"no vision model configured: set {' and '.join(missing)} (and {key} if the server wants a key), "
+            f"e.g. OpenAI: {url}=https://api.openai.com/v1 {model}=gpt-4o-mini {key}=sk-...; "
+            f"Ollama: {url}=http://localhost:11434/v1 {model}=llama3.2-vision; "
+            f"vLLM: {url}=http://localhost:8000/v1 {model}=Qwen/Qwen2.5-VL-7B-Instruct")

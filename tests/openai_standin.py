@@ -4,15 +4,18 @@
         client = openai.OpenAI(base_url=api.base_url, api_key="k", max_retries=0)
 
 It serves POST /v1/chat/completions only, answering each request with the next scripted answer: a
-completion body (`tool_call`, `text_answer`) or an `(http status, json body)` pair. With the script spent
-it answers 500, so a test that asks more than it scripted fails loudly. `requests` keeps every request
-as received: its JSON body and its headers, names in lower case (to check the key was sent, and sent only there).
+completion body (`tool_call`, `text_answer`), an `(http status, json body)` pair, or a function of the
+request's JSON body returning either (to answer from what was asked, e.g. cite the paths it named). With
+the script spent it answers 500, so a test that asks more than it scripted fails loudly. `requests` keeps every request
+as received: its JSON body and its headers, names in lower case (to check the key was sent, and sent only there);
+`image_urls(body)` lists the image parts a request carried.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
@@ -36,7 +39,7 @@ def text_answer(content: str) -> dict:
 
 
 class OpenAIStandIn:
-    def __init__(self, script: list[dict | tuple[int, dict]]):
+    def __init__(self, script: list[dict | tuple[int, dict] | Callable[[dict], dict | tuple[int, dict]]]):
         self.script = list(script)
         self.requests: list[dict] = []  # {"path", "headers", "body"}
         self._lock = threading.Lock()
@@ -50,6 +53,8 @@ class OpenAIStandIn:
                     standin.requests.append({"path": self.path, "headers": headers,
                                              "body": json.loads(body or b"null")})
                     answer = standin.script.pop(0) if standin.script else (500, {"error": {"message": "unscripted"}})
+                    if callable(answer):
+                        answer = answer(standin.requests[-1]["body"])
                 if self.path != "/v1/chat/completions":
                     answer = (404, {"error": {"message": f"no route {self.path}"}})
                 status, payload = answer if isinstance(answer, tuple) else (200, answer)
@@ -77,3 +82,10 @@ class OpenAIStandIn:
 
     def bodies(self) -> list[dict]:
         return [r["body"] for r in self.requests]
+
+
+def image_urls(body: dict) -> list[str]:
+    """The URLs (data URLs, for inlined images) of every image part in a chat request's messages."""
+    return [part["image_url"]["url"] for message in body.get("messages", [])
+            if isinstance(message.get("content"), list)
+            for part in message["content"] if part.get("type") == "image_url"]
