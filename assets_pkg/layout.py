@@ -189,7 +189,7 @@ CAMPAIGNS_SCHEMA = pa.schema([  # lake/campaigns: one row per generation, append
     ("generator_id", pa.string()),
     ("parameters", pa.string()),  # JSON
     ("output_key", pa.string()),
-    ("status", pa.string()),  # "succeeded" or "failed"
+    ("status", pa.string()),  # "succeeded", "failed", or "superseded" (tried, below the quality bar, not chosen)
     ("error", pa.string()),  # why it failed; null on success
     ("output_path", pa.string()),
     ("reused", pa.bool_()),  # true when the output existed and nothing was paid
@@ -197,6 +197,7 @@ CAMPAIGNS_SCHEMA = pa.schema([  # lake/campaigns: one row per generation, append
     ("cost_usd", pa.float64()),
     ("mlflow_run_id", pa.string()),
     ("created_at", pa.timestamp("us", tz="UTC")),
+    ("quality", pa.string()),  # JSON: the CLIP scores, the bar, and every attempt tried (rank, cost, scores)
 ])
 FAILURES_SCHEMA = pa.schema([  # lake/run_failures: one row per failed Dagster run, secrets scrubbed
     ("run_id", pa.string()),

@@ -65,7 +65,10 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="adrag-batch-"))
     os.environ.update({"ADRAG_DATA_DIR": str(root / "data"), "DAGSTER_HOME": str(root / "dagster_home"),
                        "ADRAG_CLIP_MODEL": "adrag-tiny-clip", "ADRAG_CLIP_WEIGHTS": "random",
-                       "REPLICATE_API_TOKEN": "r8_benchmark", "ADRAG_IMAGE_API_CONCURRENCY": str(args.api_limit)})
+                       "REPLICATE_API_TOKEN": "r8_benchmark", "ADRAG_IMAGE_API_CONCURRENCY": str(args.api_limit),
+                       # random weights: no quality bar (as `--offline`), so no ad is ever retried on scores
+                       "ADRAG_AD_MIN_SUBJECT_SCORE": "-1", "ADRAG_AD_MIN_SEED_SCORE": "-1",
+                       "ADRAG_AD_MIN_BRAND_SCORE": "-1"})
     (root / "dagster_home").mkdir(parents=True)
     (root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     import dagster as dg

@@ -62,7 +62,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="adrag-review-bench-"))
     data_dir = root / "data"
     overrides = {"ADRAG_DATA_DIR": str(data_dir), "ADRAG_CLIP_MODEL": "adrag-tiny-clip",
-                 "ADRAG_CLIP_WEIGHTS": "random", "ADRAG_DEVICE": "cpu", "REPLICATE_API_TOKEN": ""}
+                 "ADRAG_CLIP_WEIGHTS": "random", "ADRAG_DEVICE": "cpu", "REPLICATE_API_TOKEN": "",
+                 # random weights: no ad quality bar, as `--offline` (the launched runs make one ad each)
+                 "ADRAG_AD_MIN_SUBJECT_SCORE": "-1", "ADRAG_AD_MIN_SEED_SCORE": "-1", "ADRAG_AD_MIN_BRAND_SCORE": "-1"}
     home = root / "dagster_home"
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")

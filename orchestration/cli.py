@@ -22,7 +22,8 @@ from orchestration.settings import RESOURCE_SETTINGS, missing_vision_model, visi
 
 DATA_DIR = RESOURCE_SETTINGS["data_store"]["data_dir"]
 IMAGES_DIR = RESOURCE_SETTINGS["data_store"]["images_dir"]
-STUDIO_TOKEN = "ADRAG_STUDIO_TOKEN"  # when set, the studio page asks for it first
+STUDIO_TOKEN = "ADRAG_STUDIO_TOKEN"
+NO_QUALITY_BAR = "-1"  # the lowest cosine: every ad passes  # when set, the studio page asks for it first
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +115,11 @@ def settings_from_flags(args: argparse.Namespace) -> dict[str, str]:
     if args.offline:
         from assets_pkg.embeddings.model import RANDOM, TINY_MODEL
 
-        clip = RESOURCE_SETTINGS["clip"]
+        clip, ads = RESOURCE_SETTINGS["clip"], RESOURCE_SETTINGS["image_generator"]
         overrides.update({clip["model_name"]: TINY_MODEL, clip["weights"]: RANDOM})
+        # Random weights: ad quality scores mean nothing, so they are recorded but bar nothing (no fallbacks).
+        overrides.update({ads[name]: NO_QUALITY_BAR for name in ("min_subject_score", "min_seed_score",
+                                                                  "min_brand_score")})
     # Absolute, so `dagster dev`, its runs and this process agree whatever their working directory.
     overrides[DATA_DIR] = str(build_resources(overrides, read_now=True)["data_store"].layout.data_dir)
     return overrides

@@ -16,6 +16,7 @@ from typing import Mapping
 import dagster as dg
 
 from assets_pkg.campaigns.assets import segment_campaign
+from assets_pkg.campaigns.checks import ads_reach_quality_bar
 from assets_pkg.catalog.assets import image_manifest, image_mirror
 from assets_pkg.catalog.checks import manifest_quarantine_rate_within_limit, mirror_matches_manifest_images
 from assets_pkg.embeddings.assets import image_embeddings
@@ -34,7 +35,8 @@ CAMPAIGN_ASSETS = [segment_campaign]  # campaign_candidates and campaign_ad, mad
 CATALOG_CHECKS = [index_matches_mirror_and_embeddings, index_recall_at_10, mirror_matches_manifest_images, embeddings_match_mirror_and_model, index_ready_for_campaigns]
 # Checks against a configured limit (resource `quarantine_limit`); warnings, never blocking.
 QUARANTINE_CHECKS = [manifest_quarantine_rate_within_limit, embeddings_quarantine_rate_within_limit]
-ALL_CHECKS = [*CATALOG_CHECKS, *QUARANTINE_CHECKS]
+CAMPAIGN_CHECKS = [ads_reach_quality_bar]
+ALL_CHECKS = [*CATALOG_CHECKS, *QUARANTINE_CHECKS, *CAMPAIGN_CHECKS]
 
 
 def build_definitions(environ: Mapping[str, str] = os.environ, resources: dict | None = None) -> dg.Definitions:

@@ -22,7 +22,12 @@ RESOURCE_SETTINGS: dict[str, dict[str, str]] = {
     "image_generator": {"replicate_api_token": "REPLICATE_API_TOKEN",  # unset: the local compositor
                         "replicate_model": "ADRAG_REPLICATE_MODEL",
                         "replicate_base_url": "ADRAG_REPLICATE_BASE_URL",  # a proxy or a stand-in
-                        "max_concurrent": "ADRAG_IMAGE_API_CONCURRENCY"},  # generations in flight in a campaign step
+                        "max_concurrent": "ADRAG_IMAGE_API_CONCURRENCY",  # generations in flight in a campaign step
+                        # the ad quality bar (CLIP cosines) and the per-segment cost cap of falling back
+                        "min_subject_score": "ADRAG_AD_MIN_SUBJECT_SCORE",
+                        "min_seed_score": "ADRAG_AD_MIN_SEED_SCORE",
+                        "min_brand_score": "ADRAG_AD_MIN_BRAND_SCORE",
+                        "max_cost_per_segment_usd": "ADRAG_MAX_COST_PER_SEGMENT"},
     "mlflow_tracking": {"tracking_uri": "MLFLOW_TRACKING_URI",  # unset: SQLite under <data dir>/mlflow
                         "ui_url": "ADRAG_MLFLOW_UI_URL"},  # the MLflow UI Dagster links runs to
     "quarantine_limit": {"max_rate": "ADRAG_MAX_QUARANTINE_RATE"},  # quarantine-rate checks warn above it

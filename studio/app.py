@@ -89,7 +89,7 @@ def on_chat(key: str, reviewer: str) -> None:
     text = (st.session_state.get("chat_text") or "").strip()
     if not text:
         return
-    agent = build_agent(LlmSettings.from_env(os.environ))
+    agent = build_agent(LlmSettings.from_env(os.environ))  # None without a model: the rules alone
     turn = conversation.reply(campaigns(), key, reviewer, text, agent=agent)
     show(turn)
     if turn.done and turn.state.phase == "approved":
@@ -193,6 +193,12 @@ def main() -> None:
     with st.form("chat", clear_on_submit=True):
         st.text_input("Say something (yes / next / try a beagle ...)", key="chat_text")
         st.form_submit_button("Send", on_click=on_chat, args=(key, reviewer))
+    llm = LlmSettings.from_env(os.environ)
+    if llm.base_url and llm.model:
+        st.caption(f"Free text is read by {plain(llm.model)}; it can suggest but never approve.")
+    else:
+        st.caption(plain("No language model is configured (ADRAG_LLM_BASE_URL, ADRAG_LLM_MODEL): the chat "
+                         "understands short replies only: yes, no, next, another subject, try a <subject>."))
 
     st.subheader("History")
     events = read_events(c.layout, key)

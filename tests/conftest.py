@@ -69,12 +69,16 @@ def layout(data_dir: Path) -> DataLayout:
     return DataLayout.under(data_dir)
 
 
+NO_QUALITY_BAR = {"min_subject_score": "-1", "min_seed_score": "-1", "min_brand_score": "-1"}
+
+
 def tiny_resources(data_dir: str | Path, batch_size: int = 8, **generator_settings) -> dict:
     """The pipeline's resources on the tiny random-weight CLIP; tests' child processes use it too."""
     return {
         "data_store": DataStore(data_dir=str(data_dir)),
         "clip": ClipModel(model_name=TINY_MODEL, weights=RANDOM, device="cpu", batch_size=batch_size),
-        "image_generator": ImageGeneratorResource(**generator_settings),
+        # Random weights: no quality bar unless a test sets one (tests/test_ad_quality.py does).
+        "image_generator": ImageGeneratorResource(**{**NO_QUALITY_BAR, **generator_settings}),
         "mlflow_tracking": MlflowTracking(ui_url="http://127.0.0.1:5000"),
     }
 

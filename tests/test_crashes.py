@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import write_photo
+from conftest import NO_QUALITY_BAR, write_photo
 from test_pipeline import assert_tables_match_disk, model_key_of, refresh
 
 from assets_pkg.atomic_files import TEMP_PREFIX
@@ -132,7 +132,7 @@ def test_generation_killed_after_paying_resumes_the_same_prediction(resources, i
     with ReplicateStandIn(polls_before_done=2) as api:
         run_and_kill(data_dir, "replicate: prediction paid, before its output is fetched", key, api.base_url, "r8_test")
         assert api.paid == 1
-        resources = {**resources, "image_generator": ImageGeneratorResource(
+        resources = {**resources, "image_generator": ImageGeneratorResource(**NO_QUALITY_BAR,
             replicate_api_token="r8_test", replicate_base_url=api.base_url)}
         assert dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=key).success
         assert api.paid == 1, "the re-run resumed the paid prediction instead of paying again"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 from replicate_standin import ReplicateStandIn
+from conftest import NO_QUALITY_BAR
 from test_pipeline import SENTINEL_TOKEN, meta, refresh
 
 from assets_pkg.campaigns.resources import ImageGeneratorResource
@@ -16,7 +17,7 @@ from orchestration.runner import sync_segment_partitions
 
 
 def generate(resources, instance, key, api, **generator_settings) -> dg.ExecuteInProcessResult:
-    remote = {**resources, "image_generator": ImageGeneratorResource(
+    remote = {**resources, "image_generator": ImageGeneratorResource(**NO_QUALITY_BAR,
         replicate_api_token=SENTINEL_TOKEN, replicate_base_url=api.base_url, **generator_settings)}
     return dg.materialize(CAMPAIGN_ASSETS, resources=remote, instance=instance, partition_key=key,
                           raise_on_error=False)

@@ -53,11 +53,11 @@ def test_candidates_query_once_and_an_ad_from_the_second_candidate_queries_none(
     assert run.data.params["seed_index"] == "1" and run.data.params["segment"] == key
     assert run.data.tags["front_end"] == "test" and run.data.tags["stage"] == "ad"
 
-    # An ad from stored candidates needs neither the model nor the index (a retry after the catalog moved on).
-    def no_model():
-        raise AssertionError("the model was loaded")
-    elsewhere = Campaigns(layout, campaigns.tracking, no_model)
-    assert not make_ad(elsewhere, key, LocalCompositor(width=128, height=128), layout.brand_image.read_bytes()).failed
+    # An ad from stored candidates needs no index (a retry after the catalog moved on); the model scores it.
+    elsewhere = Campaigns(layout, campaigns.tracking, lambda: campaigns.encoder)
+    elsewhere.index = None  # any use of the index would fail
+    again = make_ad(elsewhere, key, LocalCompositor(width=128, height=128), layout.brand_image.read_bytes())
+    assert not again.failed and again.attempts[0].scores is not None
 
     subject = made.row["subject"]
     again = retrieve_top3(campaigns, campaigns.segment(key), subject)

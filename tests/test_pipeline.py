@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.compute as pc
 import pytest
-from conftest import write_photo
+from conftest import NO_QUALITY_BAR, write_photo
 from mlflow import MlflowClient
 
 from assets_pkg.catalog.probe import content_hash
@@ -198,7 +198,7 @@ def test_replicate_generator_in_the_pipeline_pays_once_and_leaks_no_token(resour
     refresh(resources, instance)
     keys = sync_segment_partitions(instance, layout.segments_file)
     with ReplicateStandIn() as api:
-        resources = {**resources, "image_generator": ImageGeneratorResource(
+        resources = {**resources, "image_generator": ImageGeneratorResource(**NO_QUALITY_BAR,
             replicate_api_token=SENTINEL_TOKEN, replicate_base_url=api.base_url)}
         first = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, partition_key=keys[1])
         assert first.success
@@ -253,7 +253,7 @@ def test_a_failed_generation_marks_its_segment_failed_and_the_others_complete(re
     refresh(resources, instance)
     failing, fine = sync_segment_partitions(instance, layout.segments_file)
     with ReplicateStandIn(outcome="failed", error_message="NSFW content detected") as api:
-        broken = {**resources, "image_generator": ImageGeneratorResource(
+        broken = {**resources, "image_generator": ImageGeneratorResource(**NO_QUALITY_BAR,
             replicate_api_token=SENTINEL_TOKEN, replicate_base_url=api.base_url)}
         result = dg.materialize(CAMPAIGN_ASSETS, resources=broken, instance=instance, partition_key=failing,
                                 raise_on_error=False)

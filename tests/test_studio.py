@@ -333,6 +333,7 @@ def test_two_reviewers_share_one_history_and_a_killed_studio_resumes(studio, bro
         alice.get_by_label("Say something (yes / next / try a beagle ...)").fill(HOSTILE[:300])
         alice.get_by_role("button", name="Send").click()
         expect(alice.get_by_text(re.compile("^Not understood"))).to_be_visible()
+        expect(alice.get_by_text(re.compile("^No language model is configured"))).to_be_visible()
         expect(candidate_heading(alice, subject, 2)).to_be_visible()
         assert alice.locator("b", has_text="bold").count() == 0 and alice.locator("img[src='x']").count() == 0
         alice.screenshot(path=str(SCREENSHOTS / "studio-08-hostile-text.png"), full_page=True)

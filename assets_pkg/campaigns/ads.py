@@ -34,6 +34,8 @@ class AdResult:
     reused: bool
     transient: bool = False  # failed in a way a later retry may fix (service busy, down or slow)
     review: ApprovalCheck = field(default_factory=lambda: ApprovalCheck(REVIEW_NONE))  # the approval it was made under
+    attempts: list = field(default_factory=list)  # quality.Attempt: every ad tried for the segment in this step
+    spent_usd: float = 0.0  # what those attempts cost
 
     @property
     def failed(self) -> bool:
@@ -96,7 +98,7 @@ def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict
         "parameters": json.dumps(parameters, sort_keys=True), "output_key": key,
         "status": "failed" if error else "succeeded", "error": error, "output_path": None if error else str(path),
         "reused": reused, "latency_s": latency, "cost_usd": cost, "mlflow_run_id": None,
-        "created_at": datetime.now(timezone.utc),
+        "created_at": datetime.now(timezone.utc), "quality": None,
     }
     record.params.update(
         segment=segment.key, segment_name=segment.name, subject=row["subject"], query=candidates["query"],

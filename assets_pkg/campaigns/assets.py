@@ -26,9 +26,10 @@ import dagster as dg
 from pydantic import Field
 
 from assets_pkg.campaigns.approvals import Approval, NeedsReview
-from assets_pkg.campaigns.operations import Campaigns, make_ad, make_candidates
+from assets_pkg.campaigns.operations import Campaigns, QualityPolicy, make_ad, make_candidates
 from assets_pkg.campaigns.partitions import segment_partitions
 from assets_pkg.campaigns.previews import markdown_picture
+from assets_pkg.campaigns.quality import Attempt
 from assets_pkg.campaigns.resources import ImageGeneratorResource
 from assets_pkg.catalog.assets import image_mirror
 from assets_pkg.embeddings.resources import ClipModel
@@ -93,7 +94,9 @@ def segment_campaign(context: dg.AssetExecutionContext, config: AdConfig, data_s
         steps[CANDIDATES] = one_at_a_time(lambda key: candidates_metadata(campaigns, key, approval_of(key)))
     if AD in context.selected_asset_keys:
         generator, brand_image = image_generator.generator(), layout.brand_image.read_bytes()
-        steps[AD] = lambda key: ad_metadata(campaigns, key, generator, brand_image, config.rank, approval_of(key))
+        quality = image_generator.quality_policy()
+        steps[AD] = lambda key: ad_metadata(campaigns, key, generator, brand_image, config.rank, approval_of(key),
+                                            quality)
     # Each segment runs its steps in order; segments overlap, so one's candidates (CPU work, one at a
     # time) are made while others' generations wait on the image API, as many at once as it allows.
     outcomes = run_segments(context, context.partition_keys, steps,
@@ -143,10 +146,10 @@ def candidates_metadata(campaigns: Campaigns, key: str, approval: Approval | Non
 
 
 def ad_metadata(campaigns: Campaigns, key: str, generator, brand_image: bytes, rank: int,
-                approval: Approval | None) -> dict:
+                approval: Approval | None, quality: QualityPolicy) -> dict:
     """`rank`: 1-3 as users see them; an approval overrides it."""
     try:
-        ad = make_ad(campaigns, key, generator, brand_image, rank - 1, approval)
+        ad = make_ad(campaigns, key, generator, brand_image, rank - 1, approval, quality)
     except NeedsReview as err:
         raise SegmentFailed(f"segment {key!r} needs review: {err}") from None
     row = ad.row
@@ -163,11 +166,27 @@ def ad_metadata(campaigns: Campaigns, key: str, generator, brand_image: bytes, r
         "generator": row["generator_id"],
         "prompt": row["prompt"],
         "reused": ad.reused,
-        "cost_usd": row["cost_usd"],
+        "cost_usd": round(ad.spent_usd, 4),  # every attempt of this step, chosen or not
+        **quality_metadata(ad.attempts, row["seed_index"] + 1),
         "latency_s": round(row["latency_s"], 3),
         **ad.review.fields(),
         **mlflow_metadata(campaigns.tracking, row["mlflow_run_id"]),
     }
+
+
+def quality_metadata(attempts: list[Attempt], chosen_rank: int) -> dict:
+    """The chosen ad's CLIP scores (floats, plotted per partition) and a table of every attempt."""
+    chosen = next(a for a in attempts if a.rank == chosen_rank)
+    out: dict = {"quality_passed": chosen.passed, "quality": chosen.note, "attempts": len(attempts)}
+    if chosen.scores is not None:
+        out.update({f"quality_{name}": score for name, score in chosen.scores.rounded().items()})
+    lines = ["| rank | subject | seed | brand | cost (USD) | reused | verdict |", "|---|---|---|---|---|---|---|"]
+    for a in attempts:
+        s = a.scores.rounded() if a.scores else {"subject": "-", "seed": "-", "brand": "-"}
+        lines.append(f"| {a.rank} | {s['subject']} | {s['seed']} | {s['brand']} | {a.cost_usd:.2f} | {a.reused} | "
+                     f"{a.note} |")
+    out["quality_attempts"] = dg.MetadataValue.md("\n".join(lines))
+    return out
 
 
 class SegmentFailed(Exception):

@@ -38,10 +38,12 @@ from assets_pkg.campaigns.approvals import (
 )
 from assets_pkg.campaigns.contact_sheet import write_contact_sheet
 from assets_pkg.campaigns.generators.base import ImageGenerator
+from assets_pkg.campaigns.quality import Attempt, QualityBar, attempts_json, score_ad
 from assets_pkg.campaigns.retrieval import TOP_K, Candidates, retrieve_candidates
 from assets_pkg.campaigns.segments import Segment, SegmentsFile, load_segments
-from assets_pkg.campaigns.store import append_campaign, read_candidates, replace_candidates
+from assets_pkg.campaigns.store import SUPERSEDED, append_campaign, read_candidates, replace_candidates
 from assets_pkg.campaigns.subjects import ClipZeroShotProposer, SubjectProposal, SubjectProposer, choose_subject
+from assets_pkg.catalog.mirror import read_image_bytes
 from assets_pkg.delta_tables import read_table, sql_literal
 from assets_pkg.embeddings.encode import ClipEncoder
 from assets_pkg.index.lance_index import Hit, IndexReader, catalog_labels, open_reader
@@ -173,15 +175,28 @@ def with_approved_photo(campaigns: Campaigns, found: Candidates, approval: Appro
     return replace(found, hits=[*found.hits[:TOP_K - 1], by_id[0]])
 
 
-def make_ad(campaigns: Campaigns, segment_key: str, generator: ImageGenerator, brand_image: bytes,
-            rank: int = 0, approval: Approval | None = None) -> ads.AdResult:
-    """The ad from the segment's stored candidate `rank` (0 = best match) and the brand image: reused
-    when its inputs are unchanged, else generated (and paid). Stored as a row of the campaigns table
-    (also when it failed, with the reason) with its MLflow run.
+@dataclass(frozen=True)
+class QualityPolicy:
+    """The bar every ad is scored against, and what a segment may spend trying to reach it."""
+    bar: QualityBar = field(default_factory=QualityBar)
+    max_cost_usd: float | None = None  # per segment and step; None: the cost of one generation
 
-    `approval`: the segment's approved choice, if any; it overrides `rank`: the seed is the approved
-    photo, found by image id among the stored candidates (a re-retrieval may have reordered them).
-    An approval that no longer holds raises `NeedsReview`; nothing is generated or stored."""
+
+def make_ad(campaigns: Campaigns, segment_key: str, generator: ImageGenerator, brand_image: bytes,
+            rank: int = 0, approval: Approval | None = None, quality: QualityPolicy | None = None) -> ads.AdResult:
+    """The ad from the segment's stored candidate `rank` (0 = best match) and the brand image: reused
+    when its inputs are unchanged, else generated (and paid), then scored by CLIP (`quality`).
+
+    An ad below the bar falls back to the next candidate, while what the segment has spent in this
+    call plus one more generation stays within the cost cap (default: one generation's cost, so a paid
+    ad is never followed by a paid retry; free and reused ads always may). The first ad that passes is
+    the segment's ad; when none does, the first one made stays, flagged. Every attempt is a campaigns
+    row (those not chosen with status `superseded`) with its MLflow run; the chosen row's `quality`
+    says what was tried, scored and paid.
+
+    `approval`: the segment's approved choice, if any; it overrides `rank` (the seed is the approved
+    photo, found by image id among the stored candidates) and is never swapped for another photo. An
+    approval that no longer holds raises `NeedsReview`; nothing is generated or stored."""
     segment = campaigns.segment(segment_key)
     review = check_approval(segment, approval, campaigns.layout.mirror_table)
     if review.status == NEEDS_REVIEW:
@@ -189,14 +204,59 @@ def make_ad(campaigns: Campaigns, segment_key: str, generator: ImageGenerator, b
     stored = read_candidates(campaigns.layout.candidates_table, segment.key)
     if review.approved:
         rank = approved_position(stored, approval)
-    record = campaigns.record(segment, "ad", review)
-    record.params.update(review.fields())
-    ad = ads.make_ad(segment, campaigns.segments.brand, brand_image, stored, rank, generator,
-                     campaigns.layout.mirror_table, campaigns.layout.campaign_dir(segment.key), record)
-    ad.review = review
-    ad.row["mlflow_run_id"] = campaigns.tracking.log(record)
-    append_campaign(campaigns.layout.campaigns_table, ad.row)
-    return ad
+    quality = quality or QualityPolicy()
+    price = generator.cost_per_image_usd
+    cap = price if quality.max_cost_usd is None else quality.max_cost_usd
+    ranks = [rank] if review.approved else list(range(rank, len(stored["candidates"])))
+    made: list[tuple[ads.AdResult, Attempt, RunRecord]] = []
+    spent = 0.0
+    for position in ranks:
+        if made and spent + price > cap + 1e-9:
+            break
+        record = campaigns.record(segment, "ad", review)
+        record.params.update(review.fields())
+        ad = ads.make_ad(segment, campaigns.segments.brand, brand_image, stored, position, generator,
+                         campaigns.layout.mirror_table, campaigns.layout.campaign_dir(segment.key), record)
+        ad.review = review
+        spent += ad.row["cost_usd"]
+        attempt = _judged(campaigns, ad, stored["subject"], brand_image, quality.bar, position)
+        if attempt.scores is not None:
+            record.metrics.update({f"quality_{name}": score for name, score in attempt.scores.rounded().items()})
+        record.params.update(quality_passed=attempt.passed, quality_note=attempt.note)
+        made.append((ad, attempt, record))
+        if ad.failed or attempt.passed:
+            break
+    chosen = next((ad for ad, attempt, _ in made if attempt.passed), made[0][0])
+    attempts = [attempt for _, attempt, _ in made]
+    chosen.attempts, chosen.spent_usd = attempts, spent
+    summary = attempts_json(attempts, quality.bar, chosen.row["seed_index"] + 1, cap)
+    for ad, attempt, record in made:
+        if ad is chosen:
+            ad.row["quality"] = summary
+            record.texts["quality.json"] = summary
+        else:
+            ad.row["status"] = SUPERSEDED
+            ad.row["quality"] = json.dumps(attempt.as_dict(), sort_keys=True)
+        ad.row["mlflow_run_id"] = campaigns.tracking.log(record)
+    for ad in sorted((ad for ad, _, _ in made), key=lambda ad: ad is chosen):  # the chosen row last
+        append_campaign(campaigns.layout.campaigns_table, ad.row)
+    return chosen
+
+
+def _judged(campaigns: Campaigns, ad: ads.AdResult, subject: str, brand_image: bytes, bar: QualityBar,
+            position: int) -> Attempt:
+    rank = position + 1
+    if ad.failed:
+        return Attempt(rank, None, ad.row["cost_usd"], ad.reused, None, False, f"generation failed: {ad.row['error']}")
+    seed_id = ad.row["seed_image_id"]
+    seed = read_image_bytes(campaigns.layout.mirror_table, [seed_id])[seed_id]
+    try:
+        scores = score_ad(campaigns.encoder, ad.path.read_bytes(), seed, brand_image, subject)
+    except ValueError as err:
+        return Attempt(rank, str(ad.path), ad.row["cost_usd"], ad.reused, None, False, str(err))
+    shortfalls = scores.shortfalls(bar)
+    return Attempt(rank, str(ad.path), ad.row["cost_usd"], ad.reused, scores, not shortfalls,
+                   "; ".join(shortfalls) or "passed")
 
 
 def approved_position(stored: dict, approval: Approval) -> int:
@@ -209,9 +269,11 @@ def approved_position(stored: dict, approval: Approval) -> int:
 
 
 def latest_campaigns(layout: DataLayout, segment_key: str | None = None) -> dict[str, dict]:
-    """Each segment's newest campaigns row (succeeded or failed), by segment key; one segment's only
-    when `segment_key` is given."""
-    where = None if segment_key is None else f"segment_key = {sql_literal(segment_key)}"
+    """Each segment's newest campaigns row (succeeded or failed; never a superseded attempt), by segment
+    key; one segment's only when `segment_key` is given."""
+    where = f"(status IS NULL OR status <> {sql_literal(SUPERSEDED)})"
+    if segment_key is not None:
+        where += f" AND segment_key = {sql_literal(segment_key)}"
     rows = read_table(layout.campaigns_table, CAMPAIGNS_SCHEMA, where=where).sort_by("created_at").to_pylist()
     return {row["segment_key"]: row for row in rows}
 

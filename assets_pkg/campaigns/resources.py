@@ -1,4 +1,6 @@
-"""The image generator as a Dagster resource: Replicate FLUX Kontext when a token is set, else local."""
+"""How ads are made, as a Dagster resource: the generator (Replicate FLUX Kontext when a token is set,
+else local), how many at once, the quality bar every ad is scored against and what a segment may spend
+reaching it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from assets_pkg.campaigns.generators.replicate_kontext import (
     DEFAULT_TIMEOUT_S,
     ReplicateKontextGenerator,
 )
+from assets_pkg.campaigns.operations import QualityPolicy
+from assets_pkg.campaigns.quality import QualityBar
 
 
 class ImageGeneratorResource(dg.ConfigurableResource):
@@ -25,6 +29,26 @@ class ImageGeneratorResource(dg.ConfigurableResource):
     # Generations in flight at once: the campaign step's worker threads. The step's `image_api` pool
     # (limit 1 on the instance) keeps it to one such step at a time, so this bounds the whole instance.
     max_concurrent: int = 4
+    # The quality bar (CLIP cosines of the ad to the subject text, the seed photo, the brand image) and the
+    # per-segment cost cap of falling back to the next candidate (empty: one generation's cost). Strings,
+    # so `dg.EnvVar` can set them.
+    min_subject_score: str = str(QualityBar.min_subject)
+    min_seed_score: str = str(QualityBar.min_seed)
+    min_brand_score: str = str(QualityBar.min_brand)
+    max_cost_per_segment_usd: str = ""
+
+    def quality_policy(self) -> QualityPolicy:
+        bar = QualityBar.parse(self.min_subject_score, self.min_seed_score, self.min_brand_score)
+        if not self.max_cost_per_segment_usd.strip():
+            return QualityPolicy(bar)
+        try:
+            cap = float(self.max_cost_per_segment_usd)
+        except ValueError:
+            cap = -1.0
+        if cap < 0:
+            raise ValueError(f"the cost cap per segment must be a number of US dollars >= 0, "
+                             f"not {self.max_cost_per_segment_usd!r}")
+        return QualityPolicy(bar, cap)
 
     def generator(self) -> ImageGenerator:
         if not self.replicate_api_token:

@@ -39,8 +39,12 @@ def read_candidates(table: Path, segment_key: str) -> dict:
     return rows[0]
 
 
+SUPERSEDED = "superseded"  # a campaigns row's status: an ad tried and not chosen (below the quality bar)
+
+
 def append_campaign(table: Path, row: dict) -> None:
-    append(table, pa.Table.from_pylist([row], schema=CAMPAIGNS_SCHEMA))
+    # merge: tables written before a column was added (e.g. `quality`) take it on their next append
+    append(table, pa.Table.from_pylist([row], schema=CAMPAIGNS_SCHEMA), schema_mode="merge")
 
 
 def output_key(seed: bytes, brand: bytes, prompt: str, generator_id: str, parameters: dict) -> str:

@@ -49,6 +49,7 @@ class TransientGenerationError(GenerationError):
 
 class ImageGenerator(Protocol):
     generator_id: str  # e.g. "local-compositor/v2", "replicate/flux-kontext-apps/multi-image-kontext-max"
+    cost_per_image_usd: float  # what one new image costs (0 for a local one): the quality fallback's budget unit
 
     def parameters(self) -> dict:
         """JSON-serialisable settings that change the output; part of the cache key, so no secrets."""

@@ -30,6 +30,7 @@ _MAX_LINES = 3
 
 class LocalCompositor:
     generator_id = f"local-compositor/v{LAYOUT_VERSION}"
+    cost_per_image_usd = 0.0
 
     def __init__(self, width: int = 1024, height: int = 1024):
         if width < 64 or height < 64:
