@@ -22,7 +22,12 @@ from assets_pkg.catalog.checks import manifest_quarantine_rate_within_limit, mir
 from assets_pkg.embeddings.assets import image_embeddings
 from assets_pkg.embeddings.checks import embeddings_match_mirror_and_model, embeddings_quarantine_rate_within_limit
 from assets_pkg.index.assets import image_index
-from assets_pkg.index.checks import index_matches_mirror_and_embeddings, index_ready_for_campaigns, index_recall_at_10
+from assets_pkg.index.checks import (
+    index_matches_mirror_and_embeddings,
+    index_ready_for_campaigns,
+    index_recall_at_10,
+    index_retrieval_beats_chance,
+)
 from orchestration.jobs import generate_campaigns, refresh_catalog
 from orchestration.resources import build_resources
 from orchestration.schedules import nightly_refresh_schedule
@@ -35,8 +40,11 @@ CAMPAIGN_ASSETS = [segment_campaign]  # campaign_candidates and campaign_ad, mad
 CATALOG_CHECKS = [index_matches_mirror_and_embeddings, index_recall_at_10, mirror_matches_manifest_images, embeddings_match_mirror_and_model, index_ready_for_campaigns]
 # Checks against a configured limit (resource `quarantine_limit`); warnings, never blocking.
 QUARANTINE_CHECKS = [manifest_quarantine_rate_within_limit, embeddings_quarantine_rate_within_limit]
-CAMPAIGN_CHECKS = [ads_reach_quality_bar]
-ALL_CHECKS = [*CATALOG_CHECKS, *QUARANTINE_CHECKS, *CAMPAIGN_CHECKS]
+# The retrieval quality gate judges the model, not the tables: a warning on random weights (tests, `--offline`),
+# where every check above must pass.
+QUALITY_CHECKS = [index_retrieval_beats_chance]
+CAMPAIGN_CHECKS = [ads_reach_quality_bar]  # run by generate_campaigns, after the ads
+ALL_CHECKS = [*CATALOG_CHECKS, *QUARANTINE_CHECKS, *QUALITY_CHECKS, *CAMPAIGN_CHECKS]
 
 
 def build_definitions(environ: Mapping[str, str] = os.environ, resources: dict | None = None) -> dg.Definitions:

@@ -362,7 +362,8 @@ def test_changing_the_model_reembeds_everything_into_a_new_index_and_keeps_the_o
     assert meta(second, "image_embeddings")["embedded"] == 12, "every image again under the new key"
     assert meta(second, "image_mirror")["table_written"] is False, "the mirror does not change with the model"
     assert meta(second, "image_index")["rows"] == 12 and meta(second, "image_index")["model_key"] == new_key
-    assert all(e.passed for e in second.get_asset_check_evaluations())
+    # Every check but the retrieval quality gate, which warns on these random-ish weights.
+    assert all(e.passed for e in second.get_asset_check_evaluations() if e.check_name != "index_retrieval_beats_chance")
 
     vectors = read_table(layout.embeddings_table, EMBEDDINGS_SCHEMA, ["image_id", "model_key"])
     per_key = {k: vectors["model_key"].to_pylist().count(k) for k in (TINY_KEY, new_key)}
