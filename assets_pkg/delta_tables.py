@@ -33,16 +33,25 @@ def scan(path: Path, schema: pa.Schema, columns: list[str] | None = None, where:
 
     Why not `to_pyarrow_dataset()` filters: files that delta-rs rewrote (merge, delete) carry Arrow
     view types, and pyarrow's statistics pruning then fails comparing string with string_view.
-    Batches come back cast to `schema`'s plain types.
+    Batches come back cast to `schema`'s plain types. A nullable column the table does not have yet
+    (added to the schema after the table was written) comes back as nulls.
     """
     target = _project(schema, columns)
     dt = open_table(path)
     if dt is None:
         return
-    selected = ", ".join(f'"{name}"' for name in target.names)
+    present = {field.name for field in dt.schema().fields}
+    absent = [f.name for f in target if f.name not in present]
+    if not_nullable := [name for name in absent if not target.field(name).nullable]:
+        raise ValueError(f"table {path} has no column {', '.join(not_nullable)}")
+    selected = ", ".join(f'"{name}"' for name in target.names if name in present)
     sql = f"SELECT {selected} FROM snapshot" + (f" WHERE {where}" if where else "")
     reader = pa.RecordBatchReader.from_stream(QueryBuilder().register("snapshot", dt).execute(sql))
     for batch in reader:
+        if absent:
+            batch = pa.RecordBatch.from_arrays(
+                [batch.column(f.name) if f.name in present else pa.nulls(len(batch), f.type) for f in target],
+                names=target.names)
         yield batch.cast(target)
 
 

@@ -165,6 +165,11 @@ EMBEDDINGS_SCHEMA = pa.schema([  # lake/image_embeddings: (image_id, model_key) 
 CANDIDATE_STRUCT = pa.struct([
     ("rank", pa.int32()), ("image_id", pa.string()), ("path", pa.string()), ("score", pa.float64()),
 ])
+NEAR_DUPLICATE_STRUCT = pa.struct([  # a retrieved photo dropped as near-identical to a chosen candidate
+    ("image_id", pa.string()), ("path", pa.string()), ("score", pa.float64()),
+    ("duplicate_of_image_id", pa.string()), ("duplicate_of_path", pa.string()),
+    ("similarity", pa.float64()),  # cosine between the two photos
+])
 CANDIDATES_SCHEMA = pa.schema([  # lake/campaign_candidates: the current candidates, one row per segment
     ("segment_key", pa.string()),
     ("segment_name", pa.string()),
@@ -176,6 +181,8 @@ CANDIDATES_SCHEMA = pa.schema([  # lake/campaign_candidates: the current candida
     ("candidates", pa.list_(CANDIDATE_STRUCT)),
     ("contact_sheet", pa.string()),
     ("created_at", pa.timestamp("us", tz="UTC")),
+    # Added with diverse retrieval: null in rows written before it (and read as null from older tables).
+    ("near_duplicates", pa.list_(NEAR_DUPLICATE_STRUCT)),
 ])
 CAMPAIGNS_SCHEMA = pa.schema([  # lake/campaigns: one row per generation, appended
     ("segment_key", pa.string()),

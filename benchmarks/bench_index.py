@@ -8,7 +8,15 @@ and times LanceDB's own exact search and the same ANN query through LanceDB's sy
 run. It also times a query on a 100-row flat table (the fixed per-query cost no index can remove)
 and the first queries of a reader that was not prewarmed.
 
-    .venv/bin/python benchmarks/bench_index.py [--rows N] [--dim D] [--queries Q] [--sweep]
+Query forms (`assets_pkg/index/queries.py`), on the same prewarmed index: each query vector is built
+by `build_query` from parts already encoded (held-out vectors stand for a text, an image and a
+negative text: the model's encoding is not timed), then searched for its top 10. Each form's p50 is
+compared with plain text search's (target <= 1.5x) and its recall@10 measured against the exact
+top-10 of the same fused vector (target >= 0.95). The forms are timed in interleaved rounds, so a
+busy neighbour slows them all alike. Also timed: the campaigns' retrieval (top 20 with their vectors,
+then three by MMR with near-duplicates dropped) against a plain top-3.
+
+    .venv/bin/python benchmarks/bench_index.py [--rows N] [--dim D] [--queries Q] [--sweep] [--forms-only]
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from assets_pkg.index.diversity import Diversity, pick_diverse  # noqa: E402
 from assets_pkg.index.lance_index import (  # noqa: E402
     RESULT_COLUMNS,
     exact_top_k,
@@ -35,6 +45,7 @@ from assets_pkg.index.lance_index import (  # noqa: E402
     trained_params,
     vector_index_segments,
 )
+from assets_pkg.index.queries import Query, QueryImage, build_query  # noqa: E402
 
 LABELS = ["dog", "cat", "product", "outdoor", "people"]
 CHUNK = 50_000
@@ -133,6 +144,106 @@ def query_floor_ms(tmp: Path, dim: int, queries: np.ndarray) -> np.ndarray:
     return timed_search(reader, queries)[1]
 
 
+class EncodedParts:
+    """Stands in for the model: every text and image of the queries already encoded, so what is timed
+    is the query arithmetic and the search."""
+
+    def __init__(self):
+        self.vectors: dict[str | bytes, np.ndarray] = {}
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self.vectors[t] for t in texts])
+
+    def encode_images(self, items):
+        for image_id, data in items:
+            yield SimpleNamespace(image_ids=[image_id], vectors=self.vectors[data][None], failed=[])
+
+
+def query_forms(gen: ClusteredEmbeddings, n: int, label: str) -> tuple[EncodedParts, dict[str, list[Query]]]:
+    """`n` queries of each form; texts, images and negatives are held-out draws (other seeds than the
+    table's), each query its own."""
+    parts = EncodedParts()
+    for name, seed in (("t", 1), ("n", 3)):
+        parts.vectors.update({f"{name}{j}": v for j, v in enumerate(gen.draw(n, seed=seed))})
+    parts.vectors.update({f"i{j}".encode(): v for j, v in enumerate(gen.draw(n, seed=2))})
+
+    def image(j):
+        return QueryImage(f"i{j}".encode(), f"i{j}")
+
+    forms = {
+        "text (plain)": lambda j: Query(f"t{j}"),
+        "image": lambda j: Query(image=image(j)),
+        "text + image 0.5": lambda j: Query(f"t{j}", image(j)),
+        "text - negative 0.5": lambda j: Query(f"t{j}", negatives=(f"n{j}",)),
+        "text, label filter": lambda j: Query(f"t{j}", labels=(label,)),
+        "text+image-neg, label": lambda j: Query(f"t{j}", image(j), negatives=(f"n{j}",), labels=(label,)),
+    }
+    return parts, {name: [make(j) for j in range(n)] for name, make in forms.items()}
+
+
+def time_forms(reader, table, gen: ClusteredEmbeddings, n: int, n_recall: int, label: str, rounds: int = 5) -> list:
+    """(form, p50 ms, p99 ms, ratio to plain p50, recall@10 against exact search of the same vector)."""
+    parts, forms = query_forms(gen, n, label)
+    built = {name: [build_query(q, parts) for q in queries] for name, queries in forms.items()}
+    ms: dict[str, list[float]] = {name: [] for name in forms}
+
+    def one(name: str, j: int) -> list[str]:
+        t = time.perf_counter()
+        vector = build_query(forms[name][j], parts)
+        hits = reader.search(vector.vector, 10, where=vector.where)
+        ms[name].append((time.perf_counter() - t) * 1000)
+        return [h.image_id for h in hits]
+
+    for j in range(min(20, n)):  # warm-up
+        one("text (plain)", j)
+    ms["text (plain)"].clear()
+    names = list(forms)
+    for r in range(rounds):  # interleaved: each round times a slice of every form, in a rotated order
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            for j in range(r, n, rounds):
+                one(name, j)
+    results = []
+    plain = np.median(ms["text (plain)"])
+    for name in names:
+        check = built[name][:n_recall]
+        where_label = label if check[0].where else None
+        truth = exact_top_k(table, np.stack([b.vector for b in check]), 10, label=where_label)
+        got = [[h.image_id for h in reader.search(b.vector, 10, where=b.where)] for b in check]
+        results.append((name, np.median(ms[name]), np.percentile(ms[name], 99), np.median(ms[name]) / plain,
+                        recall(got, truth)))
+    return results
+
+
+def time_campaign_retrieval(reader, queries: np.ndarray, rounds: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Latencies (ms) of a plain top-3 and of the campaigns' retrieval: top 20 with vectors, then 3 by MMR."""
+    plain, diverse = [], []
+    diversity = Diversity()
+    for r in range(rounds):
+        for j in range(r, len(queries), rounds):
+            t = time.perf_counter()
+            reader.search(queries[j], 3)
+            plain.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            pick_diverse(reader.search(queries[j], diversity.pool, with_vectors=True), 3, diversity)
+            diverse.append((time.perf_counter() - t) * 1000)
+    return np.array(plain), np.array(diverse)
+
+
+def print_forms(forms: list, campaign: tuple[np.ndarray, np.ndarray]) -> bool:
+    print(f"\n{'query form (top 10)':24} {'p50 ms':>8} {'p99 ms':>8} {'x plain':>8} {'recall@10':>10}  target")
+    ok = True
+    for name, p50, p99, ratio, rec in forms:
+        passed = ratio <= 1.5 and rec >= 0.95
+        ok &= passed
+        print(f"{name:24} {p50:8.2f} {p99:8.2f} {ratio:7.2f}x {rec:10.3f}  {'PASS' if passed else 'FAIL'} "
+              "(<= 1.5x, >= 0.95)")
+    plain, diverse = campaign
+    print(f"campaign retrieval: plain top-3 p50 {np.median(plain):.2f} ms (p99 {np.percentile(plain, 99):.2f}); "
+          f"top-20 with vectors + MMR p50 {np.median(diverse):.2f} ms (p99 {np.percentile(diverse, 99):.2f}), "
+          f"{np.median(diverse) / np.median(plain):.2f}x")
+    return ok
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -141,6 +252,8 @@ def main() -> None:
     ap.add_argument("--recall-queries", type=int, default=100, help="queries checked against exact top-10s")
     ap.add_argument("--exact-queries", type=int, default=20, help="queries timed with LanceDB's exact search")
     ap.add_argument("--sweep", action="store_true", help="also try half and twice the tuned nprobes")
+    ap.add_argument("--forms-only", action="store_true",
+                    help="after the build, time only the query forms and the campaigns' retrieval")
     args = ap.parse_args()
 
     gen = ClusteredEmbeddings(args.dim)
@@ -168,6 +281,14 @@ def main() -> None:
               f"query plan ranks {partitions} partitions in {vector_index_segments(table)} segment(s)", flush=True)
 
         label = "dog"
+        if args.forms_only:
+            reader = open_reader(lance_dir, "bench")
+            reader.prewarm()
+            forms = time_forms(reader, table, gen, args.queries, args.recall_queries, label)
+            campaign = time_campaign_retrieval(reader, queries[:args.queries])
+            print(f"\n{args.rows:,} x {args.dim}, {params.index_type}, partitions={params.num_partitions}, "
+                  f"nprobes/refine {params.nprobes}/{params.refine_factor}; {args.queries} timed queries per form")
+            sys.exit(0 if print_forms(forms, campaign) else 1)
         where = labels_filter([label])
         check = queries[:args.recall_queries]
         t = time.perf_counter()
@@ -206,6 +327,8 @@ def main() -> None:
             rows.append(("recorded params" if nprobes is None else "sweep",
                          f"{nprobes or params.nprobes}/{params.refine_factor}", ms,
                          recall(got, truth), ms_f, recall(got_f, truth_f)))
+        forms = time_forms(reader, table, gen, args.queries, args.recall_queries, label)
+        campaign = time_campaign_retrieval(reader, queries[:args.queries])
 
     base = np.median(exact_ms)
     print(f"\n{args.rows:,} x {args.dim}, {params.index_type}, partitions={params.num_partitions}; "
@@ -217,8 +340,10 @@ def main() -> None:
         p50 = np.median(ms)
         print(f"{name:22} {pr:>14} {p50:8.2f} {np.percentile(ms, 99):8.2f} {base / p50:7.1f}x {rec:10.3f} "
               f"{np.median(ms_f):9.2f} {np.percentile(ms_f, 99):9.2f} {rec_f:9.3f}")
+    forms_ok = print_forms(forms, campaign)
     print(f"\nbuild: table write {write_s:.1f}s, index build + optimize + tune {build_s:.1f}s; "
           f"prewarm {prewarm_s:.2f}s")
+    sys.exit(0 if forms_ok else 1)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""`adrag`: the demo, a text search over the index, a run over your own folder, and the Dagster UI.
+"""`adrag`: the demo, a search over the index, a run over your own folder, and the Dagster UI.
 
     adrag demo [--offline]            make a demo catalog under data/ and materialize the whole graph
     adrag run --images DIR            the whole graph over your own image folder
-    adrag search "a dog on a beach"   top-k paths with scores from the index
+    adrag search "a dog on a beach"   top-k paths with scores from the index; also --image PATH
+                                      [--image-weight W], negative terms ("dog -leash"), --label L
     adrag ask "which photos show a dog outdoors?" [-k 4] [--no-rag | --compare]
                                       a vision chat model answers from the top-k images, citing their paths
     adrag ui                          dagster dev on the same instance the commands above write to
@@ -18,12 +19,13 @@ import sys
 from pathlib import Path
 
 from assets_pkg.answers import questions
-from orchestration.settings import RESOURCE_SETTINGS, missing_vision_model, vision_model_values
+from orchestration.settings import RESOURCE_SETTINGS, is_set, missing_vision_model, vision_model_values
 
 DATA_DIR = RESOURCE_SETTINGS["data_store"]["data_dir"]
 IMAGES_DIR = RESOURCE_SETTINGS["data_store"]["images_dir"]
-STUDIO_TOKEN = "ADRAG_STUDIO_TOKEN"
-NO_QUALITY_BAR = "-1"  # the lowest cosine: every ad passes  # when set, the studio page asks for it first
+STUDIO_TOKEN = "ADRAG_STUDIO_TOKEN"  # when set, the studio page asks for it first
+NO_QUALITY_BAR = "-1"  # the lowest cosine: every ad passes
+NEAR_DUPLICATE_COSINE = RESOURCE_SETTINGS["candidate_diversity"]["near_duplicate_cosine"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,9 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run the whole graph over an image folder")
     run.add_argument("--images", help="the source image folder (default <data dir>/images)")
     run.add_argument("--segments", nargs="*", help="segment keys to generate (default: all in the segments file)")
-    search = commands.add_parser("search", help="text search over the index")
-    search.add_argument("query")
-    search.add_argument("-k", type=int, default=5)
+    search = commands.add_parser(
+        "search", help="search the index by text, image or both",
+        description="Top-k images by cosine to one query vector (assets_pkg/index/queries.py): text, an image, "
+                    "both fused, minus negative terms, within labels.")
+    search.add_argument("query", nargs="?", default="",
+                        help='text; -word or -"a phrase" in it is a negative term: "dog -leash"')
+    search.add_argument("-k", type=int, default=5, help="how many images (default 5)")
+    search.add_argument("--image", help="an image file as the query, alone or fused with the text")
+    search.add_argument("--image-weight", type=float,
+                        help="the image's share when text and image are both given, 0..1 (default 0.5)")
+    search.add_argument("--negative-weight", type=float,
+                        help="how far the negative terms push the query away, 0..1 (default 0.5)")
+    search.add_argument("--label", action="append", default=[], dest="labels", metavar="LABEL",
+                        help="only images carrying this label (repeat for any of several)")
     ask = commands.add_parser("ask", help="answer a question from the top-k images with a vision chat model "
                               "(ADRAG_LLM_BASE_URL, ADRAG_VISION_MODEL), citing their paths; logged to MLflow")
     ask.add_argument("question")
@@ -93,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return runner.run_everything(project, segment_keys=args.segments)
     if args.command == "search":
-        return runner.print_search(project, args.query, args.k)
+        return run_search(project, args)
     if args.command == "ask":
         from orchestration.ask import run_ask
 
@@ -101,6 +114,25 @@ def main(argv: list[str] | None = None) -> int:
         modes = [alone] if args.no_rag else [with_images, alone] if args.compare else [with_images]
         return run_ask(project, vision, question, k, modes)
     raise AssertionError(args.command)
+
+
+def run_search(project, args: argparse.Namespace) -> int:
+    """`adrag search`: a bad query is one line on stderr and exit status 2, no traceback."""
+    from assets_pkg.index.queries import BadQuery, Query, QueryImage
+    from orchestration import runner
+
+    try:
+        if args.k < 1:
+            raise BadQuery(f"-k must be at least 1, not {args.k}")
+        image = QueryImage.read(args.image) if args.image else None
+        weights = {name: value for name, value in (("image_weight", args.image_weight),
+                                                   ("negative_weight", args.negative_weight)) if value is not None}
+        query = Query.parse(args.query, image, args.labels, **weights)
+        query.check()  # before the model loads
+        return runner.print_search(project, query, args.k)
+    except BadQuery as err:
+        print(f"adrag search: {err}", file=sys.stderr)
+        return 2
 
 
 def settings_from_flags(args: argparse.Namespace) -> dict[str, str]:
@@ -114,12 +146,15 @@ def settings_from_flags(args: argparse.Namespace) -> dict[str, str]:
         overrides[IMAGES_DIR] = str(Path(args.images).resolve())
     if args.offline:
         from assets_pkg.embeddings.model import RANDOM, TINY_MODEL
+        from assets_pkg.index.diversity import TINY_MODEL_NEAR_DUPLICATE_COSINE
 
         clip, ads = RESOURCE_SETTINGS["clip"], RESOURCE_SETTINGS["image_generator"]
         overrides.update({clip["model_name"]: TINY_MODEL, clip["weights"]: RANDOM})
         # Random weights: ad quality scores mean nothing, so they are recorded but bar nothing (no fallbacks).
         overrides.update({ads[name]: NO_QUALITY_BAR for name in ("min_subject_score", "min_seed_score",
                                                                   "min_brand_score")})
+        if not is_set(NEAR_DUPLICATE_COSINE):  # the tiny model's cosines crowd near 1 (assets_pkg.index.diversity)
+            overrides[NEAR_DUPLICATE_COSINE] = str(TINY_MODEL_NEAR_DUPLICATE_COSINE)
     # Absolute, so `dagster dev`, its runs and this process agree whatever their working directory.
     overrides[DATA_DIR] = str(build_resources(overrides, read_now=True)["data_store"].layout.data_dir)
     return overrides

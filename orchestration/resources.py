@@ -7,14 +7,15 @@ from typing import Mapping
 
 import dagster as dg
 
-from assets_pkg.campaigns.resources import ImageGeneratorResource
+from assets_pkg.campaigns.resources import CandidateDiversity, ImageGeneratorResource
 from assets_pkg.catalog.resources import QuarantineLimit
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.resources import DataStore, MlflowTracking
 from orchestration.settings import RESOURCE_SETTINGS, is_set
 
 RESOURCE_TYPES = {"data_store": DataStore, "clip": ClipModel, "image_generator": ImageGeneratorResource,
-                  "mlflow_tracking": MlflowTracking, "quarantine_limit": QuarantineLimit}
+                  "mlflow_tracking": MlflowTracking, "quarantine_limit": QuarantineLimit,
+                  "candidate_diversity": CandidateDiversity}
 
 
 def build_resources(overrides: Mapping[str, str] | None = None, environ: Mapping[str, str] = os.environ,

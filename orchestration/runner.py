@@ -13,7 +13,8 @@ import dagster as dg
 from assets_pkg.campaigns.operations import latest_campaigns
 from assets_pkg.campaigns.partitions import segment_partitions
 from assets_pkg.campaigns.segments import load_segments
-from assets_pkg.index.lance_index import open_reader
+from assets_pkg.index.lance_index import catalog_labels, open_reader
+from assets_pkg.index.queries import Query, build_query
 from assets_pkg.layout import DataLayout
 from orchestration.definitions import build_definitions
 from orchestration.failures import record_failure
@@ -175,12 +176,23 @@ def print_outputs(project: Project, keys: list[str], failed: list[str], seconds:
     print("Dagster UI:      adrag ui")
 
 
-def print_search(project: Project, query: str, k: int) -> int:
+def print_search(project: Project, query: Query, k: int) -> int:
+    """The query's top-k, one line each: rank, cosine score, path, labels. Raises `BadQuery`."""
     encoder = project.current["clip"].encoder()
     reader = open_reader(project.layout.lance_dir, encoder.model_key)
     if reader is None:
         print(f"no index for model {encoder.model_key}: run `adrag run` (or `adrag demo`) first")
         return 1
-    for rank, hit in enumerate(reader.search(encoder.encode_texts([query])[0], k=k), start=1):
+    built = build_query(query, encoder)
+    print(f"query: {built.description}")
+    hits = reader.search(built.vector, k=k, where=built.where)
+    if not hits:
+        if query.labels:
+            known = ", ".join(catalog_labels(reader.table)) or "none"
+            print(f"no image in the index carries label {' or '.join(query.labels)} (labels: {known})")
+        else:
+            print("the index is empty")
+        return 1
+    for rank, hit in enumerate(hits, start=1):
         print(f"{rank:>2}. {hit.score:.4f}  {hit.path}  [{', '.join(hit.labels)}]")
     return 0

@@ -31,6 +31,10 @@ RESOURCE_SETTINGS: dict[str, dict[str, str]] = {
     "mlflow_tracking": {"tracking_uri": "MLFLOW_TRACKING_URI",  # unset: SQLite under <data dir>/mlflow
                         "ui_url": "ADRAG_MLFLOW_UI_URL"},  # the MLflow UI Dagster links runs to
     "quarantine_limit": {"max_rate": "ADRAG_MAX_QUARANTINE_RATE"},  # quarantine-rate checks warn above it
+    "candidate_diversity": {"mmr_lambda": "ADRAG_MMR_LAMBDA",  # 1 = plain top 3 by score, lower = more varied
+                            # a photo this close (cosine) to a better, chosen one never takes a place
+                            "near_duplicate_cosine": "ADRAG_NEAR_DUPLICATE_COSINE",
+                            "pool": "ADRAG_CANDIDATE_POOL"},  # photos retrieved to choose the 3 from
 }
 # The vision chat model `adrag ask` answers with: not a resource (no Dagster run uses it), so the CLI reads
 # these when asked. field of assets_pkg.answers.vision_model.VisionSettings -> environment variable; the base

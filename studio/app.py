@@ -53,7 +53,8 @@ def encoder():
 
 def campaigns() -> Campaigns:
     p = project()
-    return Campaigns(p.layout, p.current["mlflow_tracking"].store(p.layout), encoder)
+    return Campaigns(p.layout, p.current["mlflow_tracking"].store(p.layout), encoder,
+                     diversity=p.current["candidate_diversity"].diversity)
 
 
 def show(turn: policy.Turn) -> None:

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from assets_pkg.campaigns.resources import ImageGeneratorResource
+from assets_pkg.campaigns.resources import CandidateDiversity, ImageGeneratorResource
 from assets_pkg.embeddings.model import RANDOM, TINY_MODEL
 from assets_pkg.embeddings.resources import ClipModel
+from assets_pkg.index.diversity import TINY_MODEL_NEAR_DUPLICATE_COSINE
 from assets_pkg.layout import DataLayout
 from assets_pkg.resources import DataStore, MlflowTracking
 from demo_catalog import make_brand_image
@@ -80,6 +81,8 @@ def tiny_resources(data_dir: str | Path, batch_size: int = 8, **generator_settin
         # Random weights: no quality bar unless a test sets one (tests/test_ad_quality.py does).
         "image_generator": ImageGeneratorResource(**{**NO_QUALITY_BAR, **generator_settings}),
         "mlflow_tracking": MlflowTracking(ui_url="http://127.0.0.1:5000"),
+        # The tiny model's cosines crowd near 1: its own near-duplicate threshold, as `adrag --offline` sets it.
+        "candidate_diversity": CandidateDiversity(near_duplicate_cosine=str(TINY_MODEL_NEAR_DUPLICATE_COSINE)),
     }
 
 

@@ -54,3 +54,51 @@ def test_the_cli_leaves_its_environment_alone_and_its_flags_reach_the_resources(
     changed = {k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)}
     assert changed <= {"MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"}, changed
     assert (data_dir / "dagster_home" / "dagster.yaml").is_file()
+
+
+def test_search_by_image_text_and_image_negatives_and_labels_and_bad_queries_in_one_line(
+        resources, instance, data_dir, monkeypatch, capsys):
+    """`adrag search`'s query forms over an index the pipeline built; scores are cosines (the photo
+    searched for itself scores 1) and a bad query is one line on stderr, exit status 2."""
+    from test_pipeline import refresh
+
+    from orchestration import cli
+
+    for name in [n for n in os.environ if n.startswith(("ADRAG_", "DAGSTER_HOME"))]:
+        monkeypatch.delenv(name)
+    refresh(resources, instance)
+
+    def search(*args: str) -> tuple[int, list[str], str]:
+        status = cli.main(["--data-dir", str(data_dir), "--offline", "search", *args])
+        out, err = capsys.readouterr()
+        return status, out.splitlines(), err
+
+    photo = data_dir / "images" / "dog" / "dog-1.png"
+    status, lines, _ = search("--image", str(photo), "-k", "3")
+    assert status == 0 and lines[0] == f"query: image {photo}"
+    assert re.fullmatch(r" 1\. 1\.0000  dog/dog-1\.png  \[dog\]", lines[1]), lines
+
+    status, lines, _ = search("a photo of a dog -leash", "--image", str(photo), "--image-weight", "0.3",
+                              "--label", "dog", "--label", "Cat", "-k", "8")
+    assert status == 0
+    assert lines[0] == f'query: "a photo of a dog" 0.7 + image {photo} 0.3 - "leash" x0.5 | labels: dog, cat'
+    hits = [line.split() for line in lines[1:]]
+    assert len(hits) == 8 and {h[3] for h in hits} == {"[dog]", "[cat]"}
+    assert [float(h[1]) for h in hits] == sorted((float(h[1]) for h in hits), reverse=True)
+
+    status, lines, _ = search("a photo of a horse", "--label", "horse")
+    assert status == 1 and lines[-1] == "no image in the index carries label horse (labels: cat, dog, parrot)"
+
+    not_an_image = data_dir / "notes.jpg"
+    not_an_image.write_text("not a photo")
+    for args, message in [
+        (("dog", "--image", str(data_dir / "missing.jpg")), f"query image {data_dir / 'missing.jpg'} does not exist"),
+        (("dog", "--image", str(not_an_image)),
+         f"cannot decode query image {not_an_image}: cannot identify image file"),
+        (("--", "-leash -collar"), ("nothing to search for: the query has only negative terms (-leash -collar); "
+                                    "add words or an image")),
+        (("dog", "-k", "0"), "-k must be at least 1, not 0"),
+        (("dog", "--image", str(photo), "--image-weight", "2"), "image weight 2 is outside 0..1"),
+    ]:
+        status, lines, err = search(*args)
+        assert (status, lines, err) == (2, [], f"adrag search: {message}\n"), args

@@ -104,3 +104,38 @@ segments:
     assert outside_after == outside_before, "nothing written outside the data directory"
     assert sorted(p.name for p in (data_dir / "campaigns").iterdir()) == sorted(keys)
     assert not (Path.cwd() / "mlruns").exists(), "MLflow wrote only to the configured store"
+
+
+def test_a_reference_photo_is_a_relative_path_found_under_the_images_folder_else_the_data_dir(tmp_path):
+    from assets_pkg.campaigns.segments import reference_image_path
+
+    path = write(tmp_path / "s.yaml", """
+segments:
+  - {name: In images, description: d, reference_image: dog/a.jpg}
+  - {name: In data dir, description: d, reference_image: refs/b.jpg, reference_weight: 0.25}
+  - {name: Absolute, description: d, reference_image: /etc/passwd}
+  - {name: Escapes, description: d, reference_image: ../outside.jpg}
+  - {name: Weight out of range, description: d, reference_image: dog/a.jpg, reference_weight: 2}
+  - {name: Weight alone, description: d, reference_weight: 0.5}
+  - {name: Missing, description: d, reference_image: dog/none.jpg}
+""")
+    parsed = load_segments(path)
+    assert [s.key for s in parsed.segments] == ["in-images", "in-data-dir", "missing"]
+    assert [(s.reference_image, s.reference_weight) for s in parsed.segments[:2]] == [("dog/a.jpg", 0.5),
+                                                                                      ("refs/b.jpg", 0.25)]
+    assert [e.split(":")[0] for e in parsed.errors] == ["segment #3", "segment #4", "segment #5", "segment #6"]
+    assert "relative" in parsed.errors[0] and "without '..'" in parsed.errors[1]
+    assert "outside 0..1" in parsed.errors[2] and "without a reference_image" in parsed.errors[3]
+
+    images, data = tmp_path / "images", tmp_path
+    (images / "dog").mkdir(parents=True)
+    (images / "dog" / "a.jpg").write_bytes(b"a")
+    (data / "refs").mkdir()
+    (data / "refs" / "b.jpg").write_bytes(b"b")
+    in_images, in_data, missing = parsed.segments
+    assert reference_image_path(in_images, images, data) == images / "dog" / "a.jpg"
+    assert reference_image_path(in_data, images, data) == data / "refs" / "b.jpg"
+    with pytest.raises(FileNotFoundError, match="segment 'missing': reference_image 'dog/none.jpg' is in neither"):
+        reference_image_path(missing, images, data)
+    assert reference_image_path(load_segments(write(tmp_path / "t.yaml", "segments: [{name: n, description: d}]"))
+                                .segments[0], images, data) is None

@@ -30,7 +30,7 @@ from assets_pkg.campaigns.operations import Campaigns, QualityPolicy, make_ad, m
 from assets_pkg.campaigns.partitions import segment_partitions
 from assets_pkg.campaigns.previews import markdown_picture
 from assets_pkg.campaigns.quality import Attempt
-from assets_pkg.campaigns.resources import ImageGeneratorResource
+from assets_pkg.campaigns.resources import CandidateDiversity, ImageGeneratorResource
 from assets_pkg.catalog.assets import image_mirror
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.index.assets import image_index
@@ -61,8 +61,9 @@ AD = dg.AssetKey("campaign_ad")
         dg.AssetSpec(CANDIDATES, group_name="campaigns", deps=[image_index, image_mirror],
                      kinds={"deltalake", "lancedb"}, skippable=True,
                      description="For one segment: the subject (from the segments file or CLIP zero-shot over "
-                                 "catalog labels), the retrieval query, the top-3 photos with scores, and a "
-                                 "contact sheet of them."),
+                                 "catalog labels), the retrieval query (fused with the segment's reference "
+                                 "photo, if any), three diverse photos with scores (maximal marginal relevance "
+                                 "over a larger pool, near-duplicates dropped and listed), and a contact sheet."),
         dg.AssetSpec(AD, group_name="campaigns", deps=[CANDIDATES], kinds={"replicate", "mlflow"}, skippable=True,
                      description="For one segment: the ad made from the chosen seed photo and the brand image "
                                  "(Replicate FLUX Kontext, or the local compositor without a token), reused when "
@@ -77,13 +78,15 @@ AD = dg.AssetKey("campaign_ad")
     retry_policy=GENERATION_RETRY,
 )
 def segment_campaign(context: dg.AssetExecutionContext, config: AdConfig, data_store: DataStore, clip: ClipModel,
-                     image_generator: ImageGeneratorResource, mlflow_tracking: MlflowTracking):
+                     image_generator: ImageGeneratorResource, mlflow_tracking: MlflowTracking,
+                     candidate_diversity: CandidateDiversity):
     layout = data_store.layout
     store = mlflow_tracking.store(layout)
     # The run's own adrag/ tags (review_id, reviewer, trigger) go on its MLflow runs too.
     run_tags = {name.removeprefix("adrag/"): value for name, value in context.run.tags.items()
                 if name.startswith("adrag/")}
-    campaigns = Campaigns(layout, store, clip.encoder, tags={"dagster_run_id": context.run.run_id, **run_tags})
+    campaigns = Campaigns(layout, store, clip.encoder, tags={"dagster_run_id": context.run.run_id, **run_tags},
+                          diversity=candidate_diversity.diversity)
     approval_of = Approvals(layout)
     steps: dict[dg.AssetKey, Callable[[str], dict]] = {}
     if CANDIDATES in context.selected_asset_keys:
@@ -138,11 +141,22 @@ def candidates_metadata(campaigns: Campaigns, key: str, approval: Approval | Non
         "query": row["query"],
         "candidates": dg.MetadataValue.md("\n".join(
             f"{c['rank']}. `{c['path']}` score {c['score']:.3f}" for c in row["candidates"])),
+        "near_duplicates_dropped": dg.MetadataValue.md(near_duplicates_markdown(row["near_duplicates"])),
+        "near_duplicate_count": len(row["near_duplicates"]),
+        **campaigns.diversity.fields(),
         "contact_sheet": dg.MetadataValue.md(markdown_picture(made.contact_sheet, f"{segment.name}: top 3")),
         "contact_sheet_file": dg.MetadataValue.path(str(made.contact_sheet)),
         **made.review.fields(),
         **mlflow_metadata(campaigns.tracking, made.mlflow_run_id),
     }
+
+
+def near_duplicates_markdown(dropped: list[dict]) -> str:
+    """What took no place for being near-identical to a chosen photo: path, score, the photo, the cosine."""
+    if not dropped:
+        return "none"
+    return "\n".join(f"- `{d['path']}` score {d['score']:.3f}: near-duplicate of `{d['duplicate_of_path']}` "
+                     f"(cosine {d['similarity']:.4f})" for d in dropped)
 
 
 def ad_metadata(campaigns: Campaigns, key: str, generator, brand_image: bytes, rank: int,

@@ -8,7 +8,8 @@ the caller only decides which segments, which subject and which candidate.
   segments file, the index once it is checked ready for the model).
 - `propose_subject(...)`: a subject for a segment (the segments file's, else the proposer's), never
   one in `exclude`.
-- `retrieve_top3(...)`: the top three photos for a subject: exactly one index query.
+- `retrieve_top3(...)`: three diverse photos for a subject (and the segment's reference photo, if any):
+  exactly one index query, for a pool the three are chosen from (`Campaigns.diversity`).
 - `make_candidates(...)`: subject + top 3 + contact sheet, stored as the segment's candidates; under
   a reviewer's approval (`approval`), the approved subject's, holding the approved photo.
 - `make_ad(...)`: the ad from one of the stored candidates and the brand image, stored as a campaign;
@@ -40,13 +41,15 @@ from assets_pkg.campaigns.contact_sheet import write_contact_sheet
 from assets_pkg.campaigns.generators.base import ImageGenerator
 from assets_pkg.campaigns.quality import Attempt, QualityBar, attempts_json, score_ad
 from assets_pkg.campaigns.retrieval import TOP_K, Candidates, retrieve_candidates
-from assets_pkg.campaigns.segments import Segment, SegmentsFile, load_segments
+from assets_pkg.campaigns.segments import Segment, SegmentsFile, load_segments, reference_image_path
 from assets_pkg.campaigns.store import SUPERSEDED, append_campaign, read_candidates, replace_candidates
 from assets_pkg.campaigns.subjects import ClipZeroShotProposer, SubjectProposal, SubjectProposer, choose_subject
 from assets_pkg.catalog.mirror import read_image_bytes
 from assets_pkg.delta_tables import read_table, sql_literal
 from assets_pkg.embeddings.encode import ClipEncoder
+from assets_pkg.index.diversity import Diversity
 from assets_pkg.index.lance_index import Hit, IndexReader, catalog_labels, open_reader
+from assets_pkg.index.queries import BadQuery, QueryImage
 from assets_pkg.index.readiness import require_ready
 from assets_pkg.layout import CAMPAIGNS_SCHEMA, DataLayout
 from assets_pkg.tracking import MlflowStore, RunRecord
@@ -57,12 +60,14 @@ EXPERIMENT = "ad-campaigns"
 @dataclass
 class Campaigns:
     """What the operations share. Each part loads on first use, so making an ad from stored candidates
-    loads no model and opens no index. `tags` go on every MLflow run (e.g. the Dagster run id)."""
+    loads no model and opens no index. `tags` go on every MLflow run (e.g. the Dagster run id);
+    `diversity` is how the top 3 are chosen from the retrieved pool (the `candidate_diversity` resource)."""
 
     layout: DataLayout
     tracking: MlflowStore
     load_encoder: Callable[[], ClipEncoder]
     tags: dict[str, str] = field(default_factory=dict)
+    diversity: Diversity = field(default_factory=Diversity)
 
     @cached_property
     def segments(self) -> SegmentsFile:
@@ -107,8 +112,21 @@ def propose_subject(campaigns: Campaigns, segment: Segment, exclude: Iterable[st
 
 
 def retrieve_top3(campaigns: Campaigns, segment: Segment, subject: str) -> Candidates:
-    """The three best photos for `subject` within the segment's labels: one index query."""
-    return retrieve_candidates(campaigns.index, campaigns.encoder.encode_texts, subject, segment.labels)
+    """Three diverse photos for `subject` (fused with the segment's reference photo, if it names one)
+    within the segment's labels: one index query. A reference photo that is missing or does not decode
+    raises an error naming the segment."""
+    layout = campaigns.layout
+    reference = None
+    if (path := reference_image_path(segment, layout.images_dir, layout.data_dir)) is not None:
+        try:
+            reference = QueryImage.read(path, name=segment.reference_image)
+        except BadQuery as err:
+            raise ValueError(f"segment {segment.key!r}: reference_image: {err}") from None
+    try:
+        return retrieve_candidates(campaigns.index, campaigns.encoder, subject, segment.labels, reference,
+                                   segment.reference_weight, campaigns.diversity)
+    except BadQuery as err:
+        raise ValueError(f"segment {segment.key!r}: {err}") from None
 
 
 @dataclass
@@ -140,7 +158,9 @@ def make_candidates(campaigns: Campaigns, segment_key: str, approval: Approval |
         found = retrieve_top3(campaigns, segment, proposal.subject)
         if review.approved:
             found = with_approved_photo(campaigns, found, approval)
-        out.update(query=found.query, hits=[(h.path, round(h.score, 4)) for h in found.hits])
+        out.update(query=found.query, pool=found.pool, hits=[(h.path, round(h.score, 4)) for h in found.hits],
+                   near_duplicates=[(d.hit.path, d.duplicate_of.path, round(d.similarity, 4))
+                                    for d in found.near_duplicates])
     with record.step("contact_sheet", n=len(found.hits)) as out:
         sheet = write_contact_sheet(campaigns.layout.mirror_table, found.hits, campaigns.layout.campaign_dir(segment.key))
         out.update(path=str(sheet))
@@ -151,28 +171,34 @@ def make_candidates(campaigns: Campaigns, segment_key: str, approval: Approval |
         "candidates": [{"rank": rank, "image_id": h.image_id, "path": h.path, "score": h.score}
                        for rank, h in enumerate(found.hits)],
         "contact_sheet": str(sheet), "created_at": datetime.now(timezone.utc),
+        "near_duplicates": [d.fields() for d in found.near_duplicates],
     }
     replace_candidates(campaigns.layout.candidates_table, row)
     record.params.update(segment=segment.key, segment_name=segment.name, subject=proposal.subject,
                          subject_method=proposal.method, query=found.query, model_key=campaigns.encoder.model_key,
+                         reference_image=segment.reference_image or "", **campaigns.diversity.fields(),
                          **review.fields())
     record.texts["candidates.json"] = json.dumps(row["candidates"], indent=2)
+    record.texts["near_duplicates.json"] = json.dumps(row["near_duplicates"], indent=2)
     record.files.append(sheet)
     return CandidatesMade(row=row, contact_sheet=sheet, mlflow_run_id=campaigns.tracking.log(record), review=review)
 
 
 def with_approved_photo(campaigns: Campaigns, found: Candidates, approval: Approval) -> Candidates:
     """`found` holding the approved photo: as retrieved when it is among them, else in place of the
-    third (its score for the same query, from the index by id: a second query, only in that case)."""
+    third (its score for the same query vector, from the index by id: a second query, only in that case;
+    kept even when it is a near-duplicate of another candidate: a reviewer chose it)."""
     if any(h.image_id == approval.image_id for h in found.hits):
         return found
-    vector = campaigns.encoder.encode_texts([found.query])[0]
-    by_id: list[Hit] = campaigns.index.search(vector, k=1, where=f"image_id = {sql_literal(approval.image_id)}",
+    by_id: list[Hit] = campaigns.index.search(found.vector, k=1, where=f"image_id = {sql_literal(approval.image_id)}",
                                               exact=True)
     if not by_id:
         raise LookupError(f"the approved photo {approval.path} ({approval.image_id[:12]}) is not in the index: "
                           "refresh the catalog")
-    return replace(found, hits=[*found.hits[:TOP_K - 1], by_id[0]])
+    hits = [*found.hits[:TOP_K - 1], by_id[0]]
+    shown = {h.image_id for h in hits}
+    dropped = [d for d in found.near_duplicates if d.duplicate_of.image_id in shown and d.hit.image_id not in shown]
+    return replace(found, hits=hits, near_duplicates=dropped)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""How ads are made, as a Dagster resource: the generator (Replicate FLUX Kontext when a token is set,
-else local), how many at once, the quality bar every ad is scored against and what a segment may spend
-reaching it."""
+"""The campaign stage's resources: how ads are made (the generator: Replicate FLUX Kontext when a token
+is set, else local; how many at once; the quality bar every ad is scored against and what a segment may
+spend reaching it), and how diverse each segment's top 3 are."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from assets_pkg.campaigns.generators.replicate_kontext import (
 )
 from assets_pkg.campaigns.operations import QualityPolicy
 from assets_pkg.campaigns.quality import QualityBar
+from assets_pkg.index.diversity import DEFAULT_MMR_LAMBDA, DEFAULT_NEAR_DUPLICATE_COSINE, DEFAULT_POOL, Diversity
 
 
 class ImageGeneratorResource(dg.ConfigurableResource):
@@ -56,3 +57,28 @@ class ImageGeneratorResource(dg.ConfigurableResource):
         return ReplicateKontextGenerator(api_token=self.replicate_api_token, model=self.replicate_model,
                                          base_url=self.replicate_base_url or None, timeout_s=self.timeout_s,
                                          max_attempts=self.max_attempts)
+
+
+class CandidateDiversity(dg.ConfigurableResource):
+    """How each segment's top 3 are chosen from the retrieved pool (`assets_pkg.index.diversity`):
+    maximal marginal relevance with `mmr_lambda` (1 = plain top 3 by score), and photos whose cosine to
+    a better, chosen one is above `near_duplicate_cosine` never take a place (1 = keep them).
+
+    String fields so `dg.EnvVar` can set them (EnvVar gives str or int)."""
+
+    mmr_lambda: str = str(DEFAULT_MMR_LAMBDA)
+    near_duplicate_cosine: str = str(DEFAULT_NEAR_DUPLICATE_COSINE)
+    pool: int = DEFAULT_POOL  # photos retrieved to choose the 3 from
+
+    @property
+    def diversity(self) -> Diversity:
+        return Diversity(mmr_lambda=_number("mmr_lambda", self.mmr_lambda),
+                         near_duplicate_cosine=_number("near_duplicate_cosine", self.near_duplicate_cosine),
+                         pool=self.pool)
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"candidate_diversity.{name} {text!r} is not a number") from None

@@ -8,22 +8,29 @@ segments:
     subject: french bulldog        # optional: skip the zero-shot subject proposal
     labels: [dog]                  # optional: only retrieve images carrying one of these labels
     key: young-urban               # optional: the partition key; derived from the name otherwise
+    reference_image: dog/park.jpg  # optional: a photo fused into the retrieval query (path relative to
+                                   # the images folder, else to the data directory)
+    reference_weight: 0.5          # optional: its share of the query, 0..1 (default 0.5)
 ```
 Keys are `[a-z0-9-]` slugs of at most 64 characters, unique; display names and descriptions stay in
-the file and in the campaign table. Entries that cannot be used are reported, not guessed at.
+the file and in the campaign table. Entries that cannot be used are reported, not guessed at. A
+reference photo's path must be relative and stay inside those folders; whether the file exists is
+checked when the segment's candidates are retrieved (`reference_image_path`), which fail naming the
+segment when it does not.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
 from assets_pkg.layout import SAFE_KEY, slugify
 
 MAX_KEY_LENGTH = 64
+DEFAULT_REFERENCE_WEIGHT = 0.5  # the query's image weight (`assets_pkg.index.queries`), text the rest
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class Segment:
     description: str
     subject: str | None = None
     labels: tuple[str, ...] = ()
+    reference_image: str | None = None  # as written: relative to the images folder, else the data directory
+    reference_weight: float = DEFAULT_REFERENCE_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -102,8 +111,43 @@ def _parse_entry(entry: object, taken: set[str]) -> Segment:
     if isinstance(labels, str):
         labels = [labels]
     subject = " ".join(str(entry.get("subject") or "").split()) or None
+    reference, weight = _reference(entry, name)
     return Segment(key=key, name=name, description=description, subject=subject,
-                   labels=tuple(" ".join(str(label).lower().split()) for label in labels if str(label).strip()))
+                   labels=tuple(" ".join(str(label).lower().split()) for label in labels if str(label).strip()),
+                   reference_image=reference, reference_weight=weight)
+
+
+def _reference(entry: dict, name: str) -> tuple[str | None, float]:
+    reference = entry.get("reference_image")
+    if reference is None or not str(reference).strip():
+        if entry.get("reference_weight") is not None:
+            raise ValueError(f"{name!r}: reference_weight without a reference_image")
+        return None, DEFAULT_REFERENCE_WEIGHT
+    reference = str(reference).strip()
+    parts = PurePosixPath(reference.replace("\\", "/")).parts
+    if PurePosixPath(reference).is_absolute() or Path(reference).is_absolute() or ".." in parts:
+        raise ValueError(f"{name!r}: reference_image {reference!r} must be a path relative to the images folder "
+                         "or the data directory, without '..'")
+    try:
+        weight = float(entry.get("reference_weight", DEFAULT_REFERENCE_WEIGHT))
+    except (TypeError, ValueError):
+        raise ValueError(f"{name!r}: reference_weight {entry.get('reference_weight')!r} is not a number") from None
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"{name!r}: reference_weight {weight:g} is outside 0..1")
+    return reference, weight
+
+
+def reference_image_path(segment: Segment, images_dir: Path, data_dir: Path) -> Path | None:
+    """The segment's reference photo: under the images folder, else under the data directory; None when
+    it names none. `FileNotFoundError` naming the segment when neither holds the file."""
+    if segment.reference_image is None:
+        return None
+    for root in (images_dir, data_dir):
+        path = root / segment.reference_image
+        if path.is_file() and path.resolve().is_relative_to(root.resolve()):  # no escape through a symlink
+            return path
+    raise FileNotFoundError(f"segment {segment.key!r}: reference_image {segment.reference_image!r} is in neither "
+                            f"{images_dir} nor {data_dir}")
 
 
 def _unique(slug: str, taken: set[str]) -> str:

@@ -27,7 +27,9 @@ def replace_candidates(table: Path, row: dict) -> None:
         if open_table(table) is None:
             write_deltalake(str(table), data, mode="append")
         else:
-            write_deltalake(str(table), data, mode="overwrite", predicate=f"segment_key = {sql_literal(row['segment_key'])}")
+            # "merge": a table written before a column was added (near_duplicates) gains it, its other rows null.
+            write_deltalake(str(table), data, mode="overwrite", schema_mode="merge",
+                            predicate=f"segment_key = {sql_literal(row['segment_key'])}")
 
     with_commit_retry(write)
 

@@ -22,7 +22,7 @@ import hashlib
 import json
 import math
 import threading
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -104,6 +104,9 @@ class Hit:
     paths: list[str]
     labels: list[str]
     score: float  # cosine similarity, 1 is identical
+    # The image's stored (unit) vector, when the search was asked for it (`with_vectors`): what diversity
+    # re-ranking compares candidates with, without encoding them again.
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def table_name(model_key: str) -> str:
@@ -295,21 +298,26 @@ class IndexReader:
             _run(self._table.prewarm_index(index.name))
 
     def search(self, query: np.ndarray, k: int = 3, where: str | None = None, exact: bool = False,
-               nprobes: int | None = None, refine_factor: int | None = None) -> list[Hit]:
+               nprobes: int | None = None, refine_factor: int | None = None, with_vectors: bool = False) -> list[Hit]:
         """Top-k by cosine; ANN with the recorded settings (unless overridden) unless `exact`.
-        Flat tables ignore the ANN settings."""
+        Flat tables ignore the ANN settings. `with_vectors`: each hit carries its stored vector (the
+        table's float32 vector, not the index's quantised code)."""
         query = np.asarray(query, np.float32).reshape(-1)
-        rows = _run(self._query(query, k, where, exact, nprobes, refine_factor)).to_pylist()
-        if where and not exact and len(rows) < k and self.params is not None:
+        table = _run(self._query(query, k, where, exact, nprobes, refine_factor, with_vectors))
+        if where and not exact and table.num_rows < k and self.params is not None:
             # A rare label can leave fewer than k of its rows in the probed partitions. Letting Lance
             # widen the probes (`maximum_nprobes`) slowed every filtered query at 1M rows (p50 6.5 ->
             # 8.0 ms); instead the few rows that carry the label are scanned exactly (the LabelList
             # index finds them), only when it happens.
-            return self.search(query, k, where, exact=True)
-        return [Hit(r["image_id"], r["path"], list(r["paths"]), list(r["labels"]), 1.0 - float(r["_distance"]))
-                for r in rows]
+            return self.search(query, k, where, exact=True, with_vectors=with_vectors)
+        vectors = [None] * table.num_rows
+        if with_vectors and table.num_rows:
+            vectors = list(table.column("vector").combine_chunks().flatten().to_numpy()
+                           .reshape(table.num_rows, -1))
+        return [Hit(r["image_id"], r["path"], list(r["paths"]), list(r["labels"]), 1.0 - float(r["_distance"]), v)
+                for r, v in zip(table.select(RESULT_COLUMNS).to_pylist(), vectors)]
 
-    async def _query(self, query, k, where, exact, nprobes, refine_factor):
+    async def _query(self, query, k, where, exact, nprobes, refine_factor, with_vectors=False):
         builder = self._table.vector_search(query).column("vector").distance_type("cosine").limit(k)
         if where:
             builder = builder.where(where)  # a prefilter: the top-k among the rows that match
@@ -318,7 +326,7 @@ class IndexReader:
         elif self.params is not None:
             builder = builder.nprobes(nprobes or self.params.nprobes)
             builder = builder.refine_factor(refine_factor or self.params.refine_factor)
-        return await builder.select(RESULT_COLUMNS).to_arrow()
+        return await builder.select([*RESULT_COLUMNS, "vector"] if with_vectors else RESULT_COLUMNS).to_arrow()
 
 
 def open_reader(lance_dir: Path, model_key: str) -> IndexReader | None:
