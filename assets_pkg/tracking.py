@@ -106,7 +106,9 @@ class MlflowStore:
         from mlflow import MlflowClient
         from mlflow.entities import Metric, Param
 
-        with self.lock:
+        # The file lock spans processes; the thread lock spans this process's threads (a studio logs review
+        # turns on a background thread while a run's step logs its ad: both once raced to create the schema).
+        with _process_lock(self.tracking_uri), self.lock:
             client = MlflowClient(self.tracking_uri)
             experiment_id = self._experiment_id(client, record.experiment)
             run = client.create_run(experiment_id, run_name=record.run_name, tags=record.tags)
@@ -159,6 +161,15 @@ class MlflowStore:
             return existing.experiment_id
         self.artifact_root.mkdir(parents=True, exist_ok=True)
         return client.create_experiment(name, artifact_location=(self.artifact_root / name).resolve().as_uri())
+
+
+_PROCESS_LOCKS: dict[str, threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(tracking_uri: str) -> threading.Lock:
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(tracking_uri, threading.Lock())
 
 
 def _warn_if_failed(future: Future) -> None:
