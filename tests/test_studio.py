@@ -25,8 +25,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from test_ui import SCREENSHOTS, adrag_command, chromium_path_or_fail
-from ui_stack import CHROMIUM_ARGS, Server, free_ports, http_ok, stop_all, wait_for
+from test_ui import SCREENSHOTS, adrag_command, browser  # noqa: F401 (browser: test_ui's fixture)
+from ui_stack import Server, free_ports, http_ok, stop_all, wait_for
 
 from assets_pkg.layout import DataLayout
 from assets_pkg.review import events as ev
@@ -129,18 +129,11 @@ def studio(tmp_path_factory):
         stop_all([running.server])
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import expect, sync_playwright
+@pytest.fixture(scope="module", autouse=True)
+def patient_expectations():
+    from playwright.sync_api import expect
 
     expect.set_options(timeout=60_000)  # a loaded CI box: the studio's first query loads the model
-    executable = chromium_path_or_fail()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def open_segment(page, url: str, reviewer: str, segment_label: str) -> None:
@@ -207,7 +200,7 @@ def count(events: list[dict], kind: str) -> int:
     return sum(e["event"] == kind for e in events)
 
 
-def test_a_reviewer_goes_the_whole_loop_and_gets_the_ad(studio, browser):
+def test_a_reviewer_goes_the_whole_loop_and_gets_the_ad(studio, browser):  # noqa: F811
     from mlflow import MlflowClient
     from playwright.sync_api import expect
 
@@ -251,7 +244,8 @@ def test_a_reviewer_goes_the_whole_loop_and_gets_the_ad(studio, browser):
         segments = studio.data_dir / "segments.yaml"
         segments.write_text(segments.read_text().replace("share the sofa with a cat", "adopt senior cats"))
         open_segment(page, studio.url, "alice", f"Cat people ({CATS})")
-        expect(page.get_by_text(re.compile(r"^Needs review: the segment's name or description changed"))).to_be_visible()
+        needs_review = re.compile(r"^Needs review: the segment's name or description changed")
+        expect(page.get_by_text(needs_review)).to_be_visible()
         page.screenshot(path=str(SCREENSHOTS / "studio-06-needs-review.png"), full_page=True)
     except Exception:
         page.screenshot(path=str(SCREENSHOTS / "studio-failed-loop.png"))
@@ -284,7 +278,7 @@ def test_a_reviewer_goes_the_whole_loop_and_gets_the_ad(studio, browser):
     assert len(retrievers) == 2
 
 
-def test_two_reviewers_share_one_history_and_a_killed_studio_resumes(studio, browser):
+def test_two_reviewers_share_one_history_and_a_killed_studio_resumes(studio, browser):  # noqa: F811
     from playwright.sync_api import expect
 
     label = f"Outdoor-loving dog owners ({DOGS})"
