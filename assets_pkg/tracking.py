@@ -102,7 +102,6 @@ class MlflowStore:
         # would be spent holding the lock every partition process queues on. MLflow 3.17 reads this switch
         # only from the environment (mlflow/tracing/config.py: "TODO: move ... async logging ... here").
         os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
-        import mlflow  # heavy import, only when a run is logged
         from mlflow import MlflowClient
         from mlflow.entities import Metric, Param
 
@@ -123,10 +122,8 @@ class MlflowStore:
                 for path in record.files:
                     client.log_artifact(run_id, str(path))
                 if record.steps:
-                    # Traces go through MLflow's process-wide tracer, which exports to the tracking URI
-                    # set here; the lock keeps that setting this store's while the trace is written.
-                    mlflow.set_tracking_uri(self.tracking_uri)
-                    _log_trace(client, record, experiment_id, run_id)
+                    with _tracer_exporting_to(self.tracking_uri):
+                        _log_trace(client, record, experiment_id, run_id)
             except BaseException:
                 status = "FAILED"
                 raise
@@ -170,6 +167,26 @@ _PROCESS_LOCKS_GUARD = threading.Lock()
 def _process_lock(tracking_uri: str) -> threading.Lock:
     with _PROCESS_LOCKS_GUARD:
         return _PROCESS_LOCKS.setdefault(tracking_uri, threading.Lock())
+
+
+@contextmanager
+def _tracer_exporting_to(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracer at this store while a trace is written (under the locks).
+
+    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, for subprocesses to
+    inherit; left there, our own settings (and every process started later: `adrag ui`, a test's
+    studio) would read it as the user's choice and log to whichever store wrote last. Put it back."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def _warn_if_failed(future: Future) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -94,3 +95,26 @@ def test_two_catalog_runs_at_once_write_each_image_once(resources, instance, dat
     for result in results:
         assert result.returncode == 0, result.stderr[-3000:]
     assert_tables_match_disk(layout, "adrag-tiny-clip/random-seed0/64px-bicubic-shortest")
+
+
+def test_logging_a_trace_leaves_the_users_tracking_uri_setting_alone(tmp_path, monkeypatch):
+    """MLflow's set_tracking_uri writes MLFLOW_TRACKING_URI into os.environ; our settings read that variable,
+    so a leak made later stores (and subprocesses such as a studio) log into whichever store wrote last."""
+    from assets_pkg.tracking import MlflowStore, RunRecord, default_tracking_uri
+
+    def log_one(root: Path) -> None:
+        store = MlflowStore(default_tracking_uri(root), root / "artifacts", root / ".lock")
+        record = RunRecord(experiment="env", run_name="one")
+        with record.step("work") as out:
+            out["ok"] = True
+        store.log(record)
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    log_one(tmp_path / "a")
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///users-own.db")
+    log_one(tmp_path / "b")
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///users-own.db"
+    client = MlflowClient(default_tracking_uri(tmp_path / "b"))  # the trace still went to the store that logged it
+    [run] = client.search_runs([client.get_experiment_by_name("env").experiment_id])
+    assert len(client.search_traces(locations=[run.info.experiment_id], run_id=run.info.run_id)) == 1
