@@ -216,3 +216,18 @@ def test_rejected_subjects_never_come_back_and_a_reviewer_names_one_when_none_is
     named = policy.answer(campaigns, URBAN, "bob", "Try a French Bulldog!")
     assert named.done and named.state.subject == "french bulldog" and named.state.subject_method == "reviewer"
     assert named.state.shown_rank == 1 and campaigns.index.queries == 1
+
+
+def test_a_long_review_log_is_compacted_and_reads_every_event_in_order(tmp_path):
+    """One commit per button press would leave a file per event, and each read pays per file."""
+    from deltalake import DeltaTable
+
+    from assets_pkg.layout import DataLayout
+
+    layout = DataLayout.under(tmp_path)
+    for n in range(45):
+        with ev.segment_log(layout, URBAN) as log:
+            log.append("alice", [ev.NewEvent("r1", ev.REPLY_NOT_UNDERSTOOD, note=f"reply {n}")])
+    assert len(DeltaTable(str(layout.reviews_table)).file_uris()) <= 32
+    assert [e["note"] for e in read_events(layout, URBAN)] == [f"reply {n}" for n in range(45)]
+    assert [e["seq"] for e in read_events(layout, URBAN)] == list(range(1, 46))

@@ -19,13 +19,13 @@ queried the index, a RETRIEVER span inside it. The run is written in the backgro
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from assets_pkg.campaigns.operations import Campaigns
 from assets_pkg.campaigns.retrieval import query_for
 from assets_pkg.review import agent as llm
 from assets_pkg.review import events as ev
 from assets_pkg.review import policy, replies
-from assets_pkg.review.events import read_events
 from assets_pkg.review.policy import Turn
 from assets_pkg.review.state import ReviewState
 from assets_pkg.tracking import RunRecord, Step
@@ -40,7 +40,6 @@ def reply(campaigns: Campaigns, segment_key: str, reviewer: str, text: str,
     """Answer the reviewer's `text` for the segment (which must exist: KeyError otherwise)."""
     segment = campaigns.segment(segment_key)
     started = time.time_ns()
-    before = policy.current_state(campaigns.layout, segment.key)
     record = RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-review-turn", span_type=AGENT,
                        trace_inputs={"segment": segment.key, "reviewer": reviewer, "text": text})
     calls_before = len(agent.calls) if agent else 0
@@ -49,7 +48,9 @@ def reply(campaigns: Campaigns, segment_key: str, reviewer: str, text: str,
         action, operation = None, "answer"
         tool_start = time.time_ns()
         turn = policy.answer(campaigns, segment.key, reviewer, text)
+        before = turn.before or turn.state
     else:
+        before = policy.current_state(campaigns.layout, segment.key)  # what the model reads
         action = agent.interpret(before, segment, text)
         operation = action.tool
         tool_start = time.time_ns()
@@ -75,15 +76,15 @@ BUTTONS = {"start": policy.start, "accept_subject": policy.accept_subject, "reje
 def press(campaigns: Campaigns, segment_key: str, reviewer: str, operation: str, **arguments) -> Turn:
     """A button's policy operation (a name in BUTTONS) with what the reviewer saw (`subject`, `rank`, `text`)."""
     segment = campaigns.segment(segment_key)
-    before = policy.current_state(campaigns.layout, segment.key)
     record = RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-review-turn", span_type=AGENT,
                        trace_inputs={"segment": segment.key, "reviewer": reviewer, "button": operation,
                                      **arguments})
     started = time.time_ns()
     turn = BUTTONS[operation](campaigns, segment.key, reviewer, **arguments)
     ended = time.time_ns()
-    _log_turn(campaigns, record, reviewer, before, turn, operation, {"interpreter": "button", **arguments},
-              (started, started, ended), "button", {})
+    # The state before and the events appended come with the turn, read under the log's lock: no re-read.
+    _log_turn(campaigns, record, reviewer, turn.before or turn.state, turn, operation,
+              {"interpreter": "button", **arguments}, (started, started, ended), "button", {})
     return turn
 
 
@@ -96,7 +97,7 @@ def _log_turn(campaigns: Campaigns, record: RunRecord, reviewer: str, before: Re
     outcome = {"done": turn.done, "message": turn.message, "phase": turn.state.phase}
     record.steps.append(Step(name=operation, span_type=TOOL, start_ns=tool_start, end_ns=tool_end,
                              inputs=tool_inputs, outputs=outcome))
-    record.steps += _retrievals(campaigns, key, before.last_seq, operation, tool_start, tool_end)
+    record.steps += _retrievals(turn.new_events, operation, tool_start, tool_end)
     review_id = turn.state.review_id or before.review_id or ""
     record.tags = {"segment": key, "review_id": review_id, "reviewer": reviewer[:100], "interpreter": interpreter}
     record.trace_tags = dict(record.tags)
@@ -125,7 +126,7 @@ def _run(campaigns: Campaigns, key: str, reviewer: str, text: str, action: llm.A
                            f"reply 'approve'. {policy.describe(before)}", before)
     # Not understood: recorded as said, like any unclear reply (the rules do not understand it either).
     turn = policy.answer(campaigns, key, reviewer, text)
-    return Turn(False, f"{action.why[:1].upper()}{action.why[1:]}. {turn.message}", turn.state)
+    return replace(turn, done=False, message=f"{action.why[:1].upper()}{action.why[1:]}. {turn.message}")
 
 
 def _llm_step(call: llm.LlmCall, parent: str | None) -> Step:
@@ -134,13 +135,11 @@ def _llm_step(call: llm.LlmCall, parent: str | None) -> Step:
                 outputs={"answer": call.answer, "error": call.error})
 
 
-def _retrievals(campaigns: Campaigns, key: str, after_seq: int, operation: str, start_ns: int,
-                end_ns: int) -> list[Step]:
-    """A RETRIEVER span per index query the operation made, read from the log's new events. The query ran
+def _retrievals(new_events: tuple[dict, ...], operation: str, start_ns: int, end_ns: int) -> list[Step]:
+    """A RETRIEVER span per index query the operation made (its candidates_retrieved events). The query ran
     inside the policy operation, which does not time it apart: the span covers the operation."""
-    new = [e for e in read_events(campaigns.layout, key) if e["seq"] > after_seq and e["event"] == ev.CANDIDATES_RETRIEVED]
     return [Step(name="retrieve_top3", span_type=RETRIEVER, start_ns=start_ns, end_ns=end_ns, parent=operation,
                  inputs={"subject": e["subject"], "query": query_for(e["subject"])},
                  outputs={"candidates": [{"rank": c.rank, "path": c.path, "score": round(c.score, 4)}
                                          for c in ev.parse_candidates(e["candidates"])]})
-            for e in new]
+            for e in new_events if e["event"] == ev.CANDIDATES_RETRIEVED]

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from assets_pkg.delta_tables import append, exclusive, read_table, sql_literal
+from assets_pkg.delta_tables import append, compact_when_fragmented, exclusive, read_table, sql_literal
 from assets_pkg.layout import REVIEWS_SCHEMA, DataLayout, require_safe_key
 
 NOTE_MAX_CHARS = 2_000  # a note is kept as typed up to here; a reply longer than a page is not a reply
@@ -91,6 +91,10 @@ class SegmentLog:
     layout: DataLayout
     segment_key: str
     events: list[dict] = field(default_factory=list)
+    read: int = field(init=False)  # how many events were stored before this step: the rest it appended
+
+    def __post_init__(self) -> None:
+        self.read = len(self.events)
 
     def append(self, reviewer: str, new: list[NewEvent]) -> list[dict]:
         if not new:
@@ -109,6 +113,7 @@ class SegmentLog:
         # One commit for a step's events: a step killed half-way leaves none of them (e.g. never a
         # subject accepted without its candidates).
         append(self.layout.reviews_table, pa.Table.from_pylist(rows, schema=REVIEWS_SCHEMA))
+        compact_when_fragmented(self.layout.reviews_table)  # under the log's lock (segment_log)
         self.events.extend(rows)
         return rows
 

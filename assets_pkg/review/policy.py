@@ -41,6 +41,8 @@ class Turn:
     done: bool  # False: the step did not fit (nothing changed, apart from a recorded unclear reply)
     message: str
     state: ReviewState
+    before: ReviewState | None = None  # the state the step started from, read under the log's lock
+    new_events: tuple[dict, ...] = ()  # what the step appended to the log (e.g. its index query's candidates)
 
 
 def current_state(layout: DataLayout, segment_key: str) -> ReviewState:
@@ -58,7 +60,7 @@ def start(campaigns: Campaigns, segment_key: str, reviewer: str) -> Turn:
     with segment_log(campaigns.layout, segment.key) as log:
         state = _state(log)
         if state.is_open:
-            return Turn(True, describe(state), state)
+            return Turn(True, describe(state), state, before=state)
         review_id = uuid.uuid4().hex
         log.append(reviewer, [NewEvent(review_id, ev.REVIEW_STARTED),
                               *_proposal(campaigns, segment, review_id, exclude=())])
@@ -228,11 +230,12 @@ def _state(log: SegmentLog) -> ReviewState:
 
 def _done(log: SegmentLog) -> Turn:
     state = _state(log)
-    return Turn(True, describe(state), state)
+    before = derive_state(log.segment_key, log.events[:log.read])
+    return Turn(True, describe(state), state, before=before, new_events=tuple(log.events[log.read:]))
 
 
 def _refused(state: ReviewState, why: str) -> Turn:
-    return Turn(False, f"{why[:1].upper()}{why[1:]}. {describe(state)}", state)
+    return Turn(False, f"{why[:1].upper()}{why[1:]}. {describe(state)}", state, before=state)
 
 
 def _proposal(campaigns: Campaigns, segment: Segment, review_id: str, exclude: tuple[str, ...]) -> list[NewEvent]:
