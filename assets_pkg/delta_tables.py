@@ -114,7 +114,7 @@ def append(path: Path, data: pa.Table, **kwargs) -> None:
     with_commit_retry(lambda: write_deltalake(str(path), data, mode="append", **kwargs))
 
 
-def compact_when_fragmented(path: Path, max_files: int = 32) -> bool:
+def compact_when_fragmented(path: Path, max_files: int = 64) -> bool:
     """Rewrite the table's files into few once it has more than `max_files`; True when it did.
 
     A log appended one small commit at a time (the review log: one per button press) gains a file

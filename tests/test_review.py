@@ -225,9 +225,9 @@ def test_a_long_review_log_is_compacted_and_reads_every_event_in_order(tmp_path)
     from assets_pkg.layout import DataLayout
 
     layout = DataLayout.under(tmp_path)
-    for n in range(45):
+    for n in range(80):
         with ev.segment_log(layout, URBAN) as log:
             log.append("alice", [ev.NewEvent("r1", ev.REPLY_NOT_UNDERSTOOD, note=f"reply {n}")])
-    assert len(DeltaTable(str(layout.reviews_table)).file_uris()) <= 32
-    assert [e["note"] for e in read_events(layout, URBAN)] == [f"reply {n}" for n in range(45)]
-    assert [e["seq"] for e in read_events(layout, URBAN)] == list(range(1, 46))
+    assert len(DeltaTable(str(layout.reviews_table)).file_uris()) <= 64
+    assert [e["note"] for e in read_events(layout, URBAN)] == [f"reply {n}" for n in range(80)]
+    assert [e["seq"] for e in read_events(layout, URBAN)] == list(range(1, 81))
