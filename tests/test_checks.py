@@ -86,6 +86,8 @@ def test_every_check_passes_on_a_fresh_catalog(resources, instance):
     assert (embeddings["vectors"].value, embeddings["dim"].value) == (12, 64)
     assert found["manifest_quarantine_rate_within_limit"].metadata["rate"].value == 0
     assert found["index_ready_for_campaigns"].metadata["rows"].value == 12
+    flat = found["index_recall_at_10"].metadata  # 12 rows: flat search, and still a point for the plot
+    assert (flat["search"].value, flat["recall_at_10"].value) == ("flat", 1.0)
 
 
 def test_quarantine_rate_over_the_limit_warns_and_the_catalog_still_completes(resources, instance, layout):

@@ -50,8 +50,9 @@ def index_recall_at_10(data_store: DataStore, clip: ClipModel) -> dg.AssetCheckR
     layout = data_store.layout
     measured = index_recall(layout.lance_dir, clip.encoder().model_key)
     if measured is None:
+        # The number goes in anyway, so the check's plot has a point for every run, flat or not.
         return dg.AssetCheckResult(passed=True, description="flat (exact) search: recall 1.0 by construction",
-                                   metadata={"search": "flat"})
+                                   metadata={"recall_at_10": 1.0, "search": "flat"})
     filtered = measured.filtered_recall
     passed = measured.recall >= MIN_RECALL_AT_10 and (filtered is None or filtered >= MIN_RECALL_AT_10)
     metadata = {"recall_at_10": round(measured.recall, 4), "queries": measured.queries}
