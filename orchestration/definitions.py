@@ -16,7 +16,7 @@ from typing import Mapping
 import dagster as dg
 
 from assets_pkg.campaigns.assets import segment_campaign
-from assets_pkg.campaigns.checks import ads_reach_quality_bar
+from assets_pkg.campaigns.checks import ads_exist_and_match_campaigns, ads_reach_quality_bar
 from assets_pkg.catalog.assets import image_manifest, image_mirror
 from assets_pkg.catalog.checks import manifest_quarantine_rate_within_limit, mirror_matches_manifest_images
 from assets_pkg.embeddings.assets import image_embeddings
@@ -43,7 +43,7 @@ QUARANTINE_CHECKS = [manifest_quarantine_rate_within_limit, embeddings_quarantin
 # The retrieval quality gate judges the model, not the tables: a warning on random weights (tests, `--offline`),
 # where every check above must pass.
 QUALITY_CHECKS = [index_retrieval_beats_chance]
-CAMPAIGN_CHECKS = [ads_reach_quality_bar]  # run by generate_campaigns, after the ads
+CAMPAIGN_CHECKS = [ads_reach_quality_bar, ads_exist_and_match_campaigns]  # run by generate_campaigns, after the ads
 ALL_CHECKS = [*CATALOG_CHECKS, *QUARANTINE_CHECKS, *QUALITY_CHECKS, *CAMPAIGN_CHECKS]
 
 

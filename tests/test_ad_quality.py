@@ -40,8 +40,8 @@ def rows(layout, key: str) -> list[dict]:
     return sorted((r for r in found if r["segment_key"] == key), key=lambda r: r["created_at"])
 
 
-def check_of(result) -> dg.AssetCheckEvaluation:
-    [evaluation] = result.get_asset_check_evaluations()
+def check_of(result, name: str = "ads_reach_quality_bar") -> dg.AssetCheckEvaluation:
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
     return evaluation
 
 

@@ -7,6 +7,7 @@ with the way a person or a crashed tool would (Delta writes, LanceDB deletes), n
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -68,8 +69,9 @@ def test_every_catalog_asset_has_checks_and_the_campaign_job_runs_the_readiness_
     refresh_steps = {n.name for n in defs.resolve_job_def("refresh_catalog").graph.node_defs}
     catalog_checks = {key for key in graph.asset_check_keys if key.asset_key.to_user_string() in CATALOG_KEYS}
     assert {f"{key.asset_key.to_user_string()}_{key.name}" for key in catalog_checks} <= refresh_steps
-    assert {"ads_reach_quality_bar"} <= checked["campaign_ad"]
-    assert "campaign_ad_ads_reach_quality_bar" in {n.name for n in job.graph.node_defs}
+    assert {"ads_reach_quality_bar", "ads_exist_and_match_campaigns"} <= checked["campaign_ad"]
+    assert {"campaign_ad_ads_reach_quality_bar", "campaign_ad_ads_exist_and_match_campaigns"} <= {
+        n.name for n in job.graph.node_defs}
 
 
 def test_every_check_passes_on_a_fresh_catalog(resources, instance):
@@ -234,3 +236,35 @@ def test_require_ready_raises_the_same_message_for_use_inside_an_asset(resources
     assert require_ready(*args).ok
     readiness = index_readiness(layout.lance_dir, layout.embeddings_table, layout.mirror_table, encoder.model_key, 32)
     assert not readiness.ok and "64-dimensional vectors but" in readiness.describe()
+
+
+def test_an_ad_file_that_is_missing_or_broken_fails_the_campaign_check_naming_its_segment(resources, instance, layout):
+    from orchestration.definitions import CAMPAIGN_ASSETS
+
+    refresh(resources, instance)
+    key = sync_segment_partitions(instance, layout.segments_file)[0]
+
+    def check_after_generation() -> dg.AssetCheckEvaluation:
+        result = dg.materialize([*CAMPAIGN_ASSETS, *CAMPAIGN_CHECKS], resources=resources, instance=instance,
+                                partition_key=key, raise_on_error=False)
+        return evaluations(result)["ads_exist_and_match_campaigns"]
+
+    made = check_after_generation()
+    assert made.passed and made.metadata["ads_checked"].value == 1, made.description
+    [row] = read_table(layout.campaigns_table, CAMPAIGNS_SCHEMA).to_pylist()
+
+    def check_alone() -> dg.AssetCheckEvaluation:
+        chosen = [c for c in CAMPAIGN_CHECKS if next(iter(c.check_specs)).name == "ads_exist_and_match_campaigns"]
+        result = dg.materialize(chosen, resources=resources, instance=instance,
+                                selection=dg.AssetSelection.checks(*chosen), raise_on_error=False)
+        return evaluations(result)["ads_exist_and_match_campaigns"]
+
+    ad = Path(row["output_path"])
+    with ad.open("r+b") as fh:  # a truncated copy, as a crashed sync tool leaves it
+        fh.truncate(200)
+    broken = check_alone()
+    assert not broken.passed and broken.severity == dg.AssetCheckSeverity.ERROR
+    assert broken.description.startswith(f"{key}: the ad {row['output_path']} does not decode")
+    ad.unlink()
+    missing = check_alone()
+    assert not missing.passed and missing.description == f"{key}: the ad {row['output_path']} is missing"
