@@ -27,6 +27,15 @@ class MlflowTracking(dg.ConfigurableResource):
 
     tracking_uri: str = ""
     ui_url: str = "http://127.0.0.1:5000"  # the MLflow UI serving this store (`adrag mlflow`); empty: no links
+    dagster_ui_url: str = "http://127.0.0.1:3000"  # the Dagster UI (`adrag ui`) MLflow runs link back to
+
+    def dagster_run_tags(self, run_id: str) -> dict[str, str]:
+        """The Dagster run's id, and a run description (MLflow renders it as Markdown) linking to the run."""
+        tags = {"dagster_run_id": run_id}
+        if self.dagster_ui_url:
+            link = f"{self.dagster_ui_url.rstrip('/')}/runs/{run_id}"
+            tags["mlflow.note.content"] = f"Made by Dagster run [{run_id[:8]}]({link})"
+        return tags
 
     def store(self, layout: DataLayout) -> MlflowStore:
         return MlflowStore(

@@ -25,6 +25,10 @@ from urllib.parse import quote
 from filelock import FileLock
 
 PARAM_LIMIT = 500  # MLflow's portable limit for a param value; longer text goes in as an artifact
+# What the MLflow UI opens an experiment on (its `mlflow.experimentKind` tag): the runs table, or the GenAI
+# overview of traces. Unset, MLflow 3 guesses, and an experiment of traced runs opened on an empty overview.
+RUNS_EXPERIMENT = "custom_model_development"
+TRACES_EXPERIMENT = "genai_development"
 
 
 @dataclass
@@ -42,6 +46,8 @@ class Step:
 class RunRecord:
     experiment: str
     run_name: str
+    experiment_description: str = ""  # shown on the experiment's page; set when the experiment is made
+    experiment_kind: str = RUNS_EXPERIMENT
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
@@ -109,7 +115,7 @@ class MlflowStore:
         # turns on a background thread while a run's step logs its ad: both once raced to create the schema).
         with _process_lock(self.tracking_uri), self.lock:
             client = MlflowClient(self.tracking_uri)
-            experiment_id = self._experiment_id(client, record.experiment)
+            experiment_id = self._experiment_id(client, record)
             run = client.create_run(experiment_id, run_name=record.run_name, tags=record.tags)
             run_id = run.info.run_id
             status = record.status
@@ -152,12 +158,22 @@ class MlflowStore:
         if writer is not None:
             writer.submit(lambda: None).result()
 
-    def _experiment_id(self, client, name: str) -> str:
+    def _experiment_id(self, client, record: RunRecord) -> str:
+        """The experiment's id, made on first use with its description and kind (added to one made earlier
+        without them)."""
+        name = record.experiment
+        tags = {"mlflow.experimentKind": record.experiment_kind}
+        if record.experiment_description:
+            tags["mlflow.note.content"] = record.experiment_description
         existing = client.get_experiment_by_name(name)
-        if existing is not None:
-            return existing.experiment_id
-        self.artifact_root.mkdir(parents=True, exist_ok=True)
-        return client.create_experiment(name, artifact_location=(self.artifact_root / name).resolve().as_uri())
+        if existing is None:
+            self.artifact_root.mkdir(parents=True, exist_ok=True)
+            return client.create_experiment(name, artifact_location=(self.artifact_root / name).resolve().as_uri(),
+                                            tags=tags)
+        for key, value in tags.items():
+            if key not in existing.tags:
+                client.set_experiment_tag(existing.experiment_id, key, value)
+        return existing.experiment_id
 
 
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}

@@ -29,7 +29,8 @@ RESOURCE_SETTINGS: dict[str, dict[str, str]] = {
                         "min_brand_score": "ADRAG_AD_MIN_BRAND_SCORE",
                         "max_cost_per_segment_usd": "ADRAG_MAX_COST_PER_SEGMENT"},
     "mlflow_tracking": {"tracking_uri": "MLFLOW_TRACKING_URI",  # unset: SQLite under <data dir>/mlflow
-                        "ui_url": "ADRAG_MLFLOW_UI_URL"},  # the MLflow UI Dagster links runs to
+                        "ui_url": "ADRAG_MLFLOW_UI_URL",  # the MLflow UI Dagster links runs to
+                        "dagster_ui_url": "ADRAG_DAGSTER_UI_URL"},  # the Dagster UI MLflow runs link back to
     "quarantine_limit": {"max_rate": "ADRAG_MAX_QUARANTINE_RATE"},  # quarantine-rate checks warn above it
     "candidate_diversity": {"mmr_lambda": "ADRAG_MMR_LAMBDA",  # 1 = plain top 3 by score, lower = more varied
                             # a photo this close (cosine) to a better, chosen one never takes a place

@@ -176,13 +176,25 @@ def test_two_segments_generate_ads_with_the_local_compositor(resources, instance
     for name in ("segment", "segment_name", "subject", "query", "seed_index", "seed_path", "prompt",
                  "generator", "generator_parameters", "output_key"):
         assert params[name], name
-    assert set(run.data.metrics) >= {"latency_s", "cost_usd", "reused"}
+    assert set(run.data.metrics) >= {"latency_s", "cost_usd"} and "reused" not in run.data.metrics
+    assert params["reused"] in {"true", "false"}
+    assert run.data.metrics["latency_s"] == round(run.data.metrics["latency_s"], 3)
+    # The run says which Dagster run made it, with a link the MLflow UI renders; the experiment says what it holds
+    # and opens on its runs.
+    dagster_run = run.data.tags["dagster_run_id"]
+    assert run.data.tags["mlflow.note.content"] == (
+        f"Made by Dagster run [{dagster_run[:8]}](http://127.0.0.1:3000/runs/{dagster_run})")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.tags["mlflow.note.content"].startswith("One run per campaign step and segment")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"candidates.png", "prompt.txt", "candidates.json"} <= artifacts
     assert any(a.startswith("ad-") and a.endswith(".png") for a in artifacts)
     traces = client.search_traces(locations=[experiment.experiment_id],
                                   filter_string=f"metadata.`mlflow.sourceRun` = '{run.info.run_id}'")
     assert [s.name for s in traces[0].data.spans][1:] == ["load_seed", "build_prompt", "generate"]
+    root = traces[0].data.spans[0]
+    assert Path(root.outputs["ad"]).parent == layout.campaigns_dir / keys[0] and root.outputs["ad"].endswith(".png")
+    assert traces[0].info.tags["segment"] == keys[0] and root.inputs["segment"] == keys[0]
     embed_runs = client.search_runs([client.get_experiment_by_name("image-embeddings").experiment_id])
     assert embed_runs[0].data.metrics["embedded"] == 12
 

@@ -42,6 +42,7 @@ def traces_of(campaigns, **tags) -> list:
     campaigns.tracking.flush()  # turns are logged in the background
     client = MlflowClient(tracking_uri=f"sqlite:///{campaigns.layout.mlflow_dir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment.tags["mlflow.experimentKind"] == "genai_development"  # the UI opens on the traces
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
     found = []
     for run in runs:

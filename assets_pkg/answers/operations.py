@@ -28,6 +28,8 @@ from assets_pkg.index.lance_index import Hit, IndexReader
 from assets_pkg.tracking import MlflowStore, RunRecord, Step
 
 EXPERIMENT = "ad-answers"
+EXPERIMENT_DESCRIPTION = ("`adrag ask`: one run per answer, with images (RAG) or from the model alone; `--compare` "
+                          "makes both with one `comparison` tag, to open side by side in MLflow's compare view.")
 # MLflow's span types (mlflow.entities.SpanType), spelled out: importing mlflow costs seconds per process.
 CHAIN, LLM, RETRIEVER = "CHAIN", "LLM", "RETRIEVER"
 
@@ -159,6 +161,7 @@ def log_answer(store: MlflowStore, answer: Answer, comparison: str | None = None
                  "retrieved_not_cited": [e.path for e in answer.uncited]}
     record = RunRecord(
         experiment=EXPERIMENT, run_name=f"{answer.mode}: {answer.question[:60]}", span_type=CHAIN, tags=tags,
+        experiment_description=EXPERIMENT_DESCRIPTION,
         params={"question": answer.question, "mode": answer.mode, "k": answer.k, "model": answer.model,
                 "server": answer.server, "clip_model": answer.clip_model or "-",
                 "image_max_side": answer.image_max_side,

@@ -103,8 +103,10 @@ def make_ad(segment: Segment, brand: Brand, brand_image: bytes, candidates: dict
     record.params.update(
         segment=segment.key, segment_name=segment.name, subject=row["subject"], query=candidates["query"],
         seed_index=seed_index, seed_path=row["seed_path"], generator=row["generator_id"],
-        generator_parameters=row["parameters"], output_key=key, prompt=prompt)
-    record.metrics.update(latency_s=latency, cost_usd=cost, reused=float(reused))
+        generator_parameters=row["parameters"], output_key=key, prompt=prompt,
+        reused=str(reused).lower())  # a yes/no, not a number to plot
+    record.metrics.update(latency_s=round(latency, 3), cost_usd=cost)
+    record.trace_outputs = {"ad": row["output_path"], "reused": reused, "error": error}
     record.texts["prompt.txt"] = prompt
     record.texts["candidates.json"] = json.dumps(candidates["candidates"], indent=2, default=str)
     record.files.extend(p for p in (Path(candidates["contact_sheet"]), None if error else path) if p and p.is_file())

@@ -85,7 +85,7 @@ def segment_campaign(context: dg.AssetExecutionContext, config: AdConfig, data_s
     # The run's own adrag/ tags (review_id, reviewer, trigger) go on its MLflow runs too.
     run_tags = {name.removeprefix("adrag/"): value for name, value in context.run.tags.items()
                 if name.startswith("adrag/")}
-    campaigns = Campaigns(layout, store, clip.encoder, tags={"dagster_run_id": context.run.run_id, **run_tags},
+    campaigns = Campaigns(layout, store, clip.encoder, tags={**mlflow_tracking.dagster_run_tags(context.run.run_id), **run_tags},
                           diversity=candidate_diversity.diversity)
     approval_of = Approvals(layout)
     steps: dict[dg.AssetKey, Callable[[str], dict]] = {}

@@ -55,6 +55,10 @@ from assets_pkg.layout import CAMPAIGNS_SCHEMA, DataLayout
 from assets_pkg.tracking import MlflowStore, RunRecord
 
 EXPERIMENT = "ad-campaigns"
+EXPERIMENT_DESCRIPTION = (
+    "One run per campaign step and segment: `stage` candidates (subject, query, the top 3 with scores, the "
+    "contact sheet) and `stage` ad (seed, prompt, generator and parameters, cost, quality scores, the ad). "
+    "Filter on `tags.segment` to see a segment's runs together; `dagster_run_id` names the Dagster run.")
 
 
 @dataclass
@@ -103,7 +107,10 @@ class Campaigns:
             tags["review"] = review.status
             if review.approval is not None:
                 tags.update(review_id=review.approval.review_id, approved_by=review.approval.reviewer)
-        return RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-{stage}", tags=tags)
+        return RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-{stage}", tags=tags,
+                         experiment_description=EXPERIMENT_DESCRIPTION, trace_tags={"segment": segment.key,
+                                                                                    "stage": stage},
+                         trace_inputs={"segment": segment.key, "segment_name": segment.name, "stage": stage})
 
 
 def propose_subject(campaigns: Campaigns, segment: Segment, exclude: Iterable[str] = ()) -> SubjectProposal:

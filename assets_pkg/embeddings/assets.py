@@ -51,10 +51,13 @@ def image_embeddings(context: dg.AssetExecutionContext, data_store: DataStore, c
     if changes.embedded or changes.removed or changes.failed:
         run_id = mlflow_tracking.store(layout).log(RunRecord(
             experiment="image-embeddings", run_name=f"embed-{changes.embedded}",
+            experiment_description="One run per image_embeddings materialization that changed something: the "
+                                   "model key, images embedded, removed and failed, throughput.",
             params={"model_key": encoder.model_key, "device": encoder.device, "batch_size": encoder.batch_size},
             metrics={"embedded": changes.embedded, "removed": changes.removed, "unchanged": changes.unchanged,
-                     "failed": len(changes.failed), "seconds": changes.seconds, "images_per_s": changes.rate},
-            tags={"stage": STAGE, "dagster_run_id": context.run.run_id},
+                     "failed": len(changes.failed), "seconds": round(changes.seconds, 3),
+                     "images_per_s": round(changes.rate, 1)},
+            tags={"stage": STAGE, **mlflow_tracking.dagster_run_tags(context.run.run_id)},
         ))
     return dg.MaterializeResult(metadata={
         "model_key": encoder.model_key,

@@ -28,9 +28,12 @@ from assets_pkg.review import events as ev
 from assets_pkg.review import policy, replies
 from assets_pkg.review.policy import Turn
 from assets_pkg.review.state import ReviewState
-from assets_pkg.tracking import RunRecord, Step
+from assets_pkg.tracking import TRACES_EXPERIMENT, RunRecord, Step
 
 EXPERIMENT = "ad-reviews"
+EXPERIMENT_DESCRIPTION = ("One traced run per review turn in the studio (a button press or a reply): the AGENT "
+                          "root, LLM requests, the policy operation as a TOOL span, index queries as RETRIEVER "
+                          "spans. Tags: segment, review_id, reviewer.")
 # MLflow's span types (mlflow.entities.SpanType), spelled out: importing mlflow costs seconds per process.
 AGENT, LLM, TOOL, RETRIEVER = "AGENT", "LLM", "TOOL", "RETRIEVER"
 
@@ -41,6 +44,7 @@ def reply(campaigns: Campaigns, segment_key: str, reviewer: str, text: str,
     segment = campaigns.segment(segment_key)
     started = time.time_ns()
     record = RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-review-turn", span_type=AGENT,
+                       experiment_description=EXPERIMENT_DESCRIPTION, experiment_kind=TRACES_EXPERIMENT,
                        trace_inputs={"segment": segment.key, "reviewer": reviewer, "text": text})
     calls_before = len(agent.calls) if agent else 0
     understood = replies.parse_reply(text).kind != replies.NOT_UNDERSTOOD
@@ -77,6 +81,7 @@ def press(campaigns: Campaigns, segment_key: str, reviewer: str, operation: str,
     """A button's policy operation (a name in BUTTONS) with what the reviewer saw (`subject`, `rank`, `text`)."""
     segment = campaigns.segment(segment_key)
     record = RunRecord(experiment=EXPERIMENT, run_name=f"{segment.key}-review-turn", span_type=AGENT,
+                       experiment_description=EXPERIMENT_DESCRIPTION, experiment_kind=TRACES_EXPERIMENT,
                        trace_inputs={"segment": segment.key, "reviewer": reviewer, "button": operation,
                                      **arguments})
     started = time.time_ns()
