@@ -183,8 +183,10 @@ def launch_ui(overrides: dict[str, str], home: Path) -> int:
     root = Path(__file__).resolve().parent.parent
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(root / "workspace.yaml")]
     print(f"DAGSTER_HOME={home} {' '.join(command)}", flush=True)
-    os.chdir(root)
-    os.execve(sys.executable, command, environ)
+    from orchestration.supervise import run_supervised
+
+    # Not exec: dagster dev alone ignores a SIGTERM and leaves its webserver and daemon running.
+    return run_supervised(command, environ, cwd=root)
 
 
 def launch_mlflow_ui(overrides: dict[str, str]) -> int:

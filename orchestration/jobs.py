@@ -5,6 +5,16 @@ import dagster as dg
 from assets_pkg.index.checks import index_ready_for_campaigns
 
 CATALOG_GROUPS = ("catalog", "embeddings", "index")
+# Why a run ran, on every run this project starts (the Runs page filters on it): "schedule", "cli",
+# "studio", or the sensor's reason ("image-folder", "new-segment", "edited-segment").
+TRIGGER_TAG = "adrag/trigger"
+SEGMENTS_TAG = "adrag/segments"  # a campaign run's segment keys, comma-separated (a backfill chunk has several)
+SEGMENTS_TAG_MAX_CHARS = 255  # Dagster's limit for a tag value is larger, but the Runs page shows it on one line
+
+
+def segments_tag(keys: list[str]) -> str:
+    joined = ",".join(keys)
+    return joined if len(joined) <= SEGMENTS_TAG_MAX_CHARS else f"{joined[:SEGMENTS_TAG_MAX_CHARS - 20]}... ({len(keys)})"
 
 refresh_catalog = dg.define_asset_job(
     name="refresh_catalog",

@@ -29,13 +29,13 @@ from assets_pkg.campaigns.partitions import segment_partitions
 from assets_pkg.layout import DataLayout
 from assets_pkg.review.policy import approved_choice
 from orchestration.failures import record_failure
+from orchestration.jobs import SEGMENTS_TAG, TRIGGER_TAG
 from orchestration.runner import RUN_CONFIG
 from orchestration.sensors import describe_failed_run
 
 JOB = "generate_campaigns"
 REVIEW_ID_TAG = "adrag/review_id"
 REVIEWER_TAG = "adrag/reviewer"
-TRIGGER_TAG = "adrag/trigger"
 LAUNCHER_TAG = "adrag/launcher"
 # This process, as a launcher: its pid and a token, so a new process that got an old pid (a restarted
 # container's pid 1) is not mistaken for the one that ran the run.
@@ -81,7 +81,7 @@ def launch_approved(instance: dg.DagsterInstance, defs: dg.Definitions, layout: 
     job = defs.resolve_job_def(JOB)
     run_id = str(uuid.uuid4())
     tags = {REVIEW_ID_TAG: approval.review_id, REVIEWER_TAG: approval.reviewer, TRIGGER_TAG: STUDIO,
-            LAUNCHER_TAG: THIS_LAUNCHER}
+            SEGMENTS_TAG: segment_key, LAUNCHER_TAG: THIS_LAUNCHER}
     ref = None if instance.is_ephemeral else instance.get_ref()
 
     def execute(run_instance: dg.DagsterInstance) -> None:

@@ -18,6 +18,7 @@ from assets_pkg.index.queries import Query, build_query
 from assets_pkg.layout import DataLayout
 from orchestration.definitions import build_definitions
 from orchestration.failures import record_failure
+from orchestration.jobs import SEGMENTS_TAG, TRIGGER_TAG, segments_tag
 from orchestration.resources import build_resources
 from orchestration.sensors import describe_failed_run
 
@@ -27,6 +28,7 @@ PROJECT_SEGMENTS = Path(__file__).resolve().parent.parent / "data" / "segments.y
 # The run tags Dagster's own single-run backfills put on a run over a range of partitions.
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END = "dagster/asset_partition_range_end"
+CLI = "cli"  # the trigger tag of the runs `adrag demo` and `adrag run` start
 
 
 class Project:
@@ -73,7 +75,7 @@ def run_everything(project: Project, segment_keys: list[str] | None = None) -> i
     started = time.perf_counter()
     with project.instance() as instance:
         catalog = project.defs.resolve_job_def("refresh_catalog").execute_in_process(
-            run_config=RUN_CONFIG, instance=instance, raise_on_error=False)
+            run_config=RUN_CONFIG, instance=instance, raise_on_error=False, tags={TRIGGER_TAG: CLI})
         if not catalog.success:
             report_failed_run(instance, where, catalog.dagster_run)
             print("refresh_catalog failed; the run is in the Dagster UI (`adrag ui`)")
@@ -107,7 +109,8 @@ def generate_segments(project: Project, keys: list[str], instance: dg.DagsterIns
     for stretch in consecutive_stretches(ordered, keys):
         result = project.defs.resolve_job_def("generate_campaigns").execute_in_process(
             run_config=RUN_CONFIG, instance=instance, raise_on_error=False,
-            tags={PARTITION_RANGE_START: stretch[0], PARTITION_RANGE_END: stretch[-1]})
+            tags={PARTITION_RANGE_START: stretch[0], PARTITION_RANGE_END: stretch[-1], TRIGGER_TAG: CLI,
+                  SEGMENTS_TAG: segments_tag(stretch)})
         # From the instance: a partly failed run's materializations are in its event log, not in `result`.
         records = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
                                                limit=100_000).records

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 
-from orchestration.jobs import refresh_catalog
+from orchestration.jobs import TRIGGER_TAG, refresh_catalog
 
 
 def nightly_refresh_schedule(cron: str, timezone: str) -> dg.ScheduleDefinition:
@@ -27,6 +27,7 @@ def nightly_refresh_schedule(cron: str, timezone: str) -> dg.ScheduleDefinition:
             job=refresh_catalog,
             cron_schedule=cron,
             execution_timezone=timezone,
+            tags={TRIGGER_TAG: "schedule"},
             description=f"At `{cron}` ({timezone}): scan the image folder, embed new and changed images (all of "
                         "them when the model changed), sync the index. Set ADRAG_REFRESH_CRON / "
                         "ADRAG_REFRESH_TIMEZONE to move it.",

@@ -53,6 +53,7 @@ def test_nightly_schedule_takes_cron_and_timezone_from_the_environment_when_the_
     with dg.instance_for_test() as instance:
         [request] = schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests
     assert request.job_name in (None, "refresh_catalog")
+    assert request.tags["adrag/trigger"] == "schedule"  # the Runs page says why it ran
 
     with pytest.raises(ValueError, match="ADRAG_REFRESH_CRON='every night' is not a valid cron schedule"):
         build_definitions(environ={"ADRAG_REFRESH_CRON": "every night"})

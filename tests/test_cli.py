@@ -30,6 +30,14 @@ def test_offline_demo_then_search(tmp_path):
         assert Image.open(ad).size == (1024, 1024)
     assert f"sqlite:///{data_dir}/mlflow/mlflow.db" in demo.stdout
     assert (data_dir / "dagster_home" / "dagster.yaml").is_file()
+    import dagster as dg  # the runs say why they ran, and a campaign run which segments
+
+    with dg.DagsterInstance.from_config(str(data_dir / "dagster_home")) as instance:
+        runs = instance.get_runs()
+    assert {run.tags.get("adrag/trigger") for run in runs} == {"cli"}
+    segments = {key for run in runs if run.job_name == "generate_campaigns"
+                for key in run.tags["adrag/segments"].split(",")}
+    assert len(segments) == 6
 
     search = adrag("search", "a photo of a horse", "-k", "4", data_dir=data_dir)
     assert search.returncode == 0, search.stderr[-3000:]

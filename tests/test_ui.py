@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -23,7 +24,16 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from ui_stack import CHROMIUM_ARGS, Server, chromium_path, free_ports, http_ok, stop_all, wait_for
+from ui_stack import (
+    CHROMIUM_ARGS,
+    Server,
+    chromium_path,
+    free_ports,
+    http_ok,
+    processes_with_environment,
+    stop_all,
+    wait_for,
+)
 
 # The Dagster GraphQL client passes variables the way gql 4 deprecates; not this project's code.
 pytestmark = pytest.mark.filterwarnings("ignore:Using variable_values and operation_name:DeprecationWarning")
@@ -61,6 +71,7 @@ class Stack:
     mlflow_url: str
     catalog_run_id: str
     campaign_run_id: str
+    dagster: Server  # `adrag ui`: dagster dev, its webserver, daemon and code server, in one process group
 
 
 def test_asset_graph_shows_every_asset(stack: Stack, page):
@@ -278,7 +289,7 @@ def stack(tmp_path_factory) -> Stack:
         campaign_run = launch_and_wait(client, dagster_url, dagster, "generate_campaigns",
                                        tags={"dagster/partition": SEGMENT_KEY})
         yield Stack(data_dir=data_dir, dagster_url=dagster_url, mlflow_url=mlflow_url,
-                    catalog_run_id=catalog_run, campaign_run_id=campaign_run)
+                    catalog_run_id=catalog_run, campaign_run_id=campaign_run, dagster=dagster)
     finally:
         stop_all(servers)
 
@@ -374,3 +385,23 @@ def run_errors(dagster_url: str, run_id: str) -> str:
             chain = [error["message"].strip(), *(c["message"].strip() for c in error.get("causes") or [])]
             lines.append(f"{event.get('stepKey') or 'run'}: {' <- '.join(chain)}")
     return "\n".join(lines) or "(no error events)"
+
+
+STOP_WITHIN_S = 15
+
+
+def test_zz_sigterm_to_adrag_ui_stops_dagster_dev_and_everything_it_started(stack: Stack):
+    """Last in this file (named so): it stops the module's Dagster stack. A service manager, or `kill`, sends
+    SIGTERM to the process it started (`adrag ui`); dagster dev's webserver, daemon and code server must go
+    with it, not linger holding the port and the instance. They are found by the instance they serve
+    (DAGSTER_HOME in their environment), wherever in the process tree they are."""
+    home = str(stack.data_dir / "dagster_home")
+    server = stack.dagster
+    assert server.alive() and len(processes_with_environment("DAGSTER_HOME", home)) >= 3  # dev, webserver, daemon
+    os.kill(server.process.pid, signal.SIGTERM)
+    started = time.monotonic()
+    while processes_with_environment("DAGSTER_HOME", home) and time.monotonic() - started < STOP_WITHIN_S:
+        time.sleep(0.2)
+    left = processes_with_environment("DAGSTER_HOME", home)
+    assert not left, f"{len(left)} processes of this instance outlived SIGTERM to `adrag ui` by {STOP_WITHIN_S}s"
+    assert server.process.wait(timeout=5) == 0 and not http_ok(f"{stack.dagster_url}/server_info")

@@ -102,6 +102,22 @@ class Server:
         return False
 
 
+def processes_with_environment(name: str, value: str) -> list[int]:
+    """Live processes (not zombies) whose environment has `name=value`: what a command started, wherever
+    in the process tree (or outside its group) it ended up. Needs /proc and the right to read it."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if wanted in environ.read_bytes().split(b"\0"):
+                state = (environ.parent / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(environ.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def stop_all(servers: Sequence[Server], grace_s: float = 20.0) -> None:
     """SIGTERM to every server's process group at once, SIGKILL to whatever is left after `grace_s`.
 
