@@ -70,9 +70,10 @@ def default_tracking_uri(mlflow_dir: Path) -> str:
 
 
 class MlflowStore:
-    def __init__(self, tracking_uri: str, artifact_root: Path, lock_file: Path, ui_url: str = ""):
+    def __init__(self, tracking_uri: str, artifact_root: Path | str, lock_file: Path, ui_url: str = ""):
         self.tracking_uri = tracking_uri
-        self.artifact_root = artifact_root
+        # A local folder, or a URI MLflow's artifact repositories take (s3://bucket/prefix).
+        self.artifact_root = artifact_root if "://" in str(artifact_root) else Path(artifact_root)
         self.ui_url = ui_url.rstrip("/")  # where users browse this store (an `mlflow ui` / server)
         self.lock = FileLock(str(lock_file))
         lock_file.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +157,8 @@ class MlflowStore:
         existing = client.get_experiment_by_name(name)
         if existing is not None:
             return existing.experiment_id
+        if isinstance(self.artifact_root, str):
+            return client.create_experiment(name, artifact_location=f"{self.artifact_root.rstrip('/')}/{quote(name)}")
         self.artifact_root.mkdir(parents=True, exist_ok=True)
         return client.create_experiment(name, artifact_location=(self.artifact_root / name).resolve().as_uri())
 
