@@ -114,5 +114,18 @@ class S3Server:
         self.stop()
 
 
+try:
+    import pytest
+except ImportError:  # the benchmark imports this module without the test extras
+    pytest = None
+
+if pytest is not None:
+    @pytest.fixture(scope="session")
+    def s3_server():
+        """One moto S3 server for the test session (import this fixture into a test module to use it)."""
+        with S3Server() as server:
+            yield server
+
+
 if __name__ == "__main__":
     serve(int(sys.argv[1]) if len(sys.argv) > 1 else 5000)
