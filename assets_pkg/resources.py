@@ -31,14 +31,12 @@ class DataStore(dg.ConfigurableResource):
     s3_secret_access_key: str = ""
     s3_session_token: str = ""
     s3_allow_http: str = ""  # "true" for an http:// endpoint
-    s3_locking_provider: str = ""  # empty: Delta commits by conditional put; "dynamodb": delta-rs's DynamoDB lock
-    s3_dynamodb_table: str = ""  # the lock table with "dynamodb" (delta-rs's default: delta_log)
 
     @property
     def connection(self) -> S3Connection:
         return S3Connection.from_settings(
             self.s3_endpoint_url, self.s3_region, self.s3_access_key_id, self.s3_secret_access_key,
-            self.s3_session_token, self.s3_allow_http, self.s3_locking_provider, self.s3_dynamodb_table)
+            self.s3_session_token, self.s3_allow_http)
 
     @property
     def layout(self) -> DataLayout:

@@ -15,10 +15,13 @@ Connection fields left empty are left to each library's own default chain (the s
 
 Commit safety on S3. A Delta commit is the creation of `_delta_log/<version>.json`; two writers must
 never both create one version. delta-rs does that with a put-if-absent (`If-None-Match: *`, object_store's
-`aws_conditional_put = etag`), which AWS S3, MinIO, Ceph RGW, Cloudflare R2 and moto honour; for a store
-that does not, `AWS_S3_LOCKING_PROVIDER=dynamodb` makes delta-rs commit through its DynamoDB lock table
-instead. The options always name one of the two: `AWS_S3_ALLOW_UNSAFE_RENAME` (commits that overwrite each
-other) is never set, and a run refuses to start when the environment sets it (`refuse_unsafe_rename`).
+`aws_conditional_put = etag`, named explicitly in the options), which AWS S3 (since 2024), MinIO, Ceph RGW,
+Cloudflare R2 and moto honour. delta-rs 1.x has no other way: its DynamoDB lock (`AWS_S3_LOCKING_PROVIDER`)
+was removed (delta-io/delta-rs#4464; 1.6 logs an error and commits by conditional put anyway), and
+`AWS_S3_ALLOW_UNSAFE_RENAME` (commits that may overwrite each other) is never set here; a run refuses to
+start when the environment sets it (`refuse_unsafe_rename`). A store that silently ignores the condition
+would let commits overwrite each other, so the first use of a bucket in a process checks that it refuses
+a second put-if-absent of one key (`require_conditional_writes`) and stops with a message if it does not.
 
 Why leases as well (`object_lease`): Delta's optimistic concurrency makes each commit atomic, but the
 stages' syncs are read-compute-write (read the table, work out what is missing, append it), and Delta
@@ -52,7 +55,7 @@ from typing import Iterator, Mapping, Union
 SCHEME = "s3://"
 LEASE_TTL_S = 60.0  # a lease not renewed for this long is taken over: the longest a killed run blocks others
 UNSAFE_RENAME = "AWS_S3_ALLOW_UNSAFE_RENAME"
-LOCKING_PROVIDERS = ("", "dynamodb")  # "": conditional put (etag); "dynamodb": delta-rs's DynamoDB lock table
+PROBE_PREFIX = ".adrag-conditional-write-probe"  # where `require_conditional_writes` puts its test object
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -66,38 +69,28 @@ class S3Connection:
     secret_access_key: str = field(default="", repr=False)
     session_token: str = field(default="", repr=False)
     allow_http: bool = False  # AWS_ALLOW_HTTP: an http:// endpoint (a local MinIO, the tests' moto)
-    locking_provider: str = ""  # AWS_S3_LOCKING_PROVIDER: "" (conditional put) or "dynamodb"
-    dynamodb_table: str = ""  # DELTA_DYNAMO_TABLE_NAME, with "dynamodb" (delta-rs's default: delta_log)
 
     def __post_init__(self) -> None:
-        if self.locking_provider not in LOCKING_PROVIDERS:
-            raise ValueError(f"AWS_S3_LOCKING_PROVIDER={self.locking_provider!r}: expected empty (conditional put, "
-                             "for stores that honour If-None-Match) or 'dynamodb' (delta-rs's DynamoDB lock table)")
+        if self.endpoint_url.startswith("http://"):  # an http:// endpoint is plain http, whatever AWS_ALLOW_HTTP says
+            object.__setattr__(self, "allow_http", True)
 
     @classmethod
     def from_settings(cls, endpoint_url: str = "", region: str = "", access_key_id: str = "",
-                      secret_access_key: str = "", session_token: str = "", allow_http: str = "",
-                      locking_provider: str = "", dynamodb_table: str = "") -> "S3Connection":
+                      secret_access_key: str = "", session_token: str = "", allow_http: str = "") -> "S3Connection":
         """From setting strings (blank = unset); `allow_http` is true for 1/true/yes/on, and for an http:// endpoint."""
         endpoint_url = endpoint_url.strip()
         return cls(endpoint_url=endpoint_url, region=region.strip(), access_key_id=access_key_id.strip(),
                    secret_access_key=secret_access_key.strip(), session_token=session_token.strip(),
-                   allow_http=allow_http.strip().lower() in _TRUE or endpoint_url.startswith("http://"),
-                   locking_provider=locking_provider.strip().lower(), dynamodb_table=dynamodb_table.strip())
+                   allow_http=allow_http.strip().lower() in _TRUE)
 
     def delta_options(self) -> dict[str, str]:
-        """delta-rs `storage_options`: the connection, and the commit protocol named explicitly."""
+        """delta-rs `storage_options`: the connection, and the commit protocol (conditional put) named explicitly."""
         options = _present({"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_REGION": self.region,
                             "AWS_ACCESS_KEY_ID": self.access_key_id, "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
                             "AWS_SESSION_TOKEN": self.session_token})
         if self.allow_http:
             options["AWS_ALLOW_HTTP"] = "true"
-        if self.locking_provider == "dynamodb":
-            options["AWS_S3_LOCKING_PROVIDER"] = "dynamodb"
-            if self.dynamodb_table:
-                options["DELTA_DYNAMO_TABLE_NAME"] = self.dynamodb_table
-        else:
-            options["aws_conditional_put"] = "etag"
+        options["aws_conditional_put"] = "etag"
         return options
 
     def lance_options(self) -> dict[str, str]:
@@ -210,7 +203,10 @@ def uri(loc: Location) -> str:
 
 
 def delta_options(loc: Location) -> dict[str, str] | None:
-    return loc.connection.delta_options() if isinstance(loc, ObjectLocation) else None
+    if not isinstance(loc, ObjectLocation):
+        return None
+    require_conditional_writes(loc.connection, loc.bucket)
+    return loc.connection.delta_options()
 
 
 def lance_options(loc: Location) -> dict[str, str] | None:
@@ -221,8 +217,30 @@ def refuse_unsafe_rename(environ: Mapping[str, str]) -> None:
     """Fail at once when the environment would let delta-rs commit by unsafe rename (see the module docstring)."""
     if environ.get(UNSAFE_RENAME, "").strip().lower() in _TRUE:
         raise RuntimeError(f"{UNSAFE_RENAME} is set: Delta commits on S3 could then overwrite each other and lose "
-                           "rows. Unset it; commits use conditional put (AWS S3, MinIO, R2, Ceph), or set "
-                           "AWS_S3_LOCKING_PROVIDER=dynamodb for a store without it")
+                           "rows. Unset it: commits use conditional put (AWS S3, MinIO, R2, Ceph RGW)")
+
+
+@functools.lru_cache(maxsize=64)
+def require_conditional_writes(connection: S3Connection, bucket: str) -> None:
+    """Check, once per process and bucket, that the store refuses a second put-if-absent of one key.
+
+    Delta commits and the leases both rely on it; a store that ignores `If-None-Match` would let two
+    commits of one version overwrite each other without an error. Three requests (two puts, a delete)."""
+    client = connection.client()
+    key = f"{PROBE_PREFIX}/{uuid.uuid4().hex}"
+    client.put_object(Bucket=bucket, Key=key, Body=b"1", IfNoneMatch="*")
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=b"2", IfNoneMatch="*")
+    except Exception as err:
+        if _precondition_failed(err):
+            return
+        raise
+    finally:
+        client.delete_object(Bucket=bucket, Key=key)
+    raise RuntimeError(f"s3://{bucket} ({connection.endpoint_url or 'AWS'}) accepted a second put of one key with "
+                       "If-None-Match: *: it does not honour conditional writes, so concurrent Delta commits could "
+                       "overwrite each other. Use a store that does (AWS S3, MinIO since 2024, Cloudflare R2, Ceph "
+                       "RGW) or keep the lake on local disk")
 
 
 # Leases ---------------------------------------------------------------------------------------------------
@@ -243,6 +261,7 @@ def check_leases() -> None:
 @contextmanager
 def object_lease(target: ObjectLocation, timeout_s: float = 3600, ttl_s: float = LEASE_TTL_S) -> Iterator["_Lease"]:
     """Hold the lease `.<name>.lease` beside `target` for the block (see the module docstring)."""
+    require_conditional_writes(target.connection, target.bucket)
     lease = _Lease(target.connection.client(), target.with_name(f".{target.name}.lease"), ttl_s)
     lease.acquire(timeout_s)
     stack = _held.__dict__.setdefault("leases", [])

@@ -21,8 +21,7 @@ RESOURCE_SETTINGS: dict[str, dict[str, str]] = {
                    "lake_uri": "ADRAG_LAKE_URI", "index_uri": "ADRAG_INDEX_URI",
                    "s3_endpoint_url": "AWS_ENDPOINT_URL", "s3_region": "AWS_REGION",
                    "s3_access_key_id": "AWS_ACCESS_KEY_ID", "s3_secret_access_key": "AWS_SECRET_ACCESS_KEY",
-                   "s3_session_token": "AWS_SESSION_TOKEN", "s3_allow_http": "AWS_ALLOW_HTTP",
-                   "s3_locking_provider": "AWS_S3_LOCKING_PROVIDER", "s3_dynamodb_table": "DELTA_DYNAMO_TABLE_NAME"},
+                   "s3_session_token": "AWS_SESSION_TOKEN", "s3_allow_http": "AWS_ALLOW_HTTP"},
     "clip": {"model_name": "ADRAG_CLIP_MODEL", "weights": "ADRAG_CLIP_WEIGHTS",  # weights: tag, file or "random"
              "device": "ADRAG_DEVICE",
              "max_concurrent": "ADRAG_GPU_CONCURRENCY"},  # embedding steps at once on this machine

@@ -255,8 +255,6 @@ def test_delta_commits_on_s3_always_use_conditional_put_never_unsafe_rename(runs
         assert options["AWS_ENDPOINT_URL"] == runs.server.endpoint_url and options["AWS_ALLOW_HTTP"] == "true"
     assert all(o["aws_endpoint"] == runs.server.endpoint_url for o in runs.spy.lance)
 
-    dynamo = S3Connection(locking_provider="dynamodb", dynamodb_table="adrag_delta_log").delta_options()
-    assert dynamo["AWS_S3_LOCKING_PROVIDER"] == "dynamodb" and UNSAFE_RENAME not in dynamo
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(UNSAFE_RENAME, "true")
         with pytest.raises(RuntimeError, match=UNSAFE_RENAME):
@@ -367,3 +365,17 @@ def test_two_catalog_syncs_from_separate_machines_store_each_image_once(s3_serve
     ids = read_table(lake / "image_mirror_bytes", MIRROR_BYTES_SCHEMA, ["image_id"])["image_id"].to_pylist()
     assert len(ids) == 6 and len(set(ids)) == 6
     assert len(read_table(lake / "image_mirror", MIRROR_SCHEMA, ["image_id"])) == 6
+
+
+def test_a_store_that_ignores_conditional_writes_is_refused(monkeypatch):
+    class IgnoresConditions:  # what an old S3-compatible store does: the second put-if-absent succeeds
+        def put_object(self, **kwargs):
+            return {"ETag": '"x"'}
+
+        def delete_object(self, **kwargs):
+            return {}
+
+    monkeypatch.setattr(S3Connection, "client", lambda self: IgnoresConditions())
+    table = ObjectLocation("s3://old-store/lake/t", S3Connection(endpoint_url="http://ignores-conditions.invalid"))
+    with pytest.raises(RuntimeError, match="does not honour conditional writes"):
+        read_table(table, ROWS)
