@@ -33,7 +33,8 @@ store's clock: its `Date` minus the object's `Last-Modified`), so a killed holde
 one TTL. Relying on Delta's retries alone was not an option: they would retry a blind append, not redo
 the diff. A holder that stalls past its TTL (a long GC pause, a partitioned network) can find its lease
 taken: every commit checks, before it starts, that the caller's leases are still held (`check_leases`),
-so the stalled writer stops at its next commit instead of appending twice.
+so the stalled writer stops at its next commit instead of appending twice. (A stall between that check
+and the commit itself is not covered: S3 offers no fencing token a Delta commit could carry.)
 """
 
 from __future__ import annotations
@@ -225,10 +226,16 @@ def require_conditional_writes(connection: S3Connection, bucket: str) -> None:
     """Check, once per process and bucket, that the store refuses a second put-if-absent of one key.
 
     Delta commits and the leases both rely on it; a store that ignores `If-None-Match` would let two
-    commits of one version overwrite each other without an error. Three requests (two puts, a delete)."""
+    commits of one version overwrite each other without an error. Three requests (two puts, a delete).
+    Credentials that may not write the bucket (a reader's) skip the check: they cannot commit either."""
     client = connection.client()
     key = f"{PROBE_PREFIX}/{uuid.uuid4().hex}"
-    client.put_object(Bucket=bucket, Key=key, Body=b"1", IfNoneMatch="*")
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=b"1", IfNoneMatch="*")
+    except Exception as err:
+        if _error_code(err) in ("AccessDenied", "403"):
+            return
+        raise
     try:
         client.put_object(Bucket=bucket, Key=key, Body=b"2", IfNoneMatch="*")
     except Exception as err:

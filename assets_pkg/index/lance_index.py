@@ -34,7 +34,7 @@ from lancedb.index import IvfSq, LabelList
 
 from assets_pkg.delta_tables import exclusive, sql_in
 from assets_pkg.layout import slugify
-from assets_pkg.storage import Location, lance_options, uri
+from assets_pkg.storage import Location, check_leases, lance_options, uri
 
 ANN_MIN_ROWS = 10_000
 RETRAIN_FACTOR = 2.0  # retrain once the table is this many times larger (or smaller) than at training
@@ -219,8 +219,10 @@ def _sync_index(lance_dir: Location, model_key: str, vectors: pa.Table, metadata
     stale = {i for i in set(have_meta) & set(want_meta) if have_meta[i] != want_meta[i]}
     added = set(want_meta) - set(have_meta)
     if removed | stale:
+        check_leases()  # on object storage: stop here if another run took this index's lease
         table.delete(sql_in("image_id", sorted(removed | stale)))
     if added | stale:
+        check_leases()
         changed = added | stale  # once, not per row: quadratic at a million rows
         mask = pa.array([i in changed for i in want["image_id"].to_pylist()], pa.bool_())
         table.add(want.filter(mask))
