@@ -16,7 +16,6 @@ import json
 import os
 import stat
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from assets_pkg.campaigns.segments import Brand, Segment
 from assets_pkg.catalog.object_source import listing_fingerprint

@@ -16,7 +16,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
-import deltalake
 import lancedb
 import numpy as np
 import pyarrow as pa
@@ -26,12 +25,19 @@ from deltalake import DeltaTable, write_deltalake
 from mlflow import MlflowClient
 from s3_server import s3_server  # noqa: F401  (the session's S3 server fixture)
 
-from assets_pkg.catalog.manifest import refresh_manifest, read_manifest
+from assets_pkg.catalog.manifest import read_manifest, refresh_manifest
 from assets_pkg.catalog.mirror import sync_mirror
 from assets_pkg.delta_tables import append, exclusive, read_table, table_version, with_commit_retry
 from assets_pkg.index.lance_index import open_index
-from assets_pkg.layout import (CAMPAIGNS_SCHEMA, CANDIDATES_SCHEMA, EMBEDDINGS_SCHEMA, MANIFEST_SCHEMA,
-                               MIRROR_BYTES_SCHEMA, MIRROR_SCHEMA, QUARANTINE_SCHEMA)
+from assets_pkg.layout import (
+    CAMPAIGNS_SCHEMA,
+    CANDIDATES_SCHEMA,
+    EMBEDDINGS_SCHEMA,
+    MANIFEST_SCHEMA,
+    MIRROR_BYTES_SCHEMA,
+    MIRROR_SCHEMA,
+    QUARANTINE_SCHEMA,
+)
 from assets_pkg.resources import DataStore
 from assets_pkg.storage import UNSAFE_RENAME, LeaseLost, ObjectLocation, S3Connection, object_lease
 from demo_catalog import make_brand_image
@@ -260,7 +266,7 @@ def test_delta_commits_on_s3_always_use_conditional_put_never_unsafe_rename(runs
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(UNSAFE_RENAME, "true")
         with pytest.raises(RuntimeError, match=UNSAFE_RENAME):
-            DataStore(data_dir="unused", lake_uri="s3://lake/x").layout
+            _ = DataStore(data_dir="unused", lake_uri="s3://lake/x").layout
 
 
 def s3_location(server, uri: str) -> ObjectLocation:
@@ -381,3 +387,22 @@ def test_a_store_that_ignores_conditional_writes_is_refused(monkeypatch):
     table = ObjectLocation("s3://old-store/lake/t", S3Connection(endpoint_url="http://ignores-conditions.invalid"))
     with pytest.raises(RuntimeError, match="does not honour conditional writes"):
         read_table(table, ROWS)
+
+
+def test_folder_fingerprint_of_a_bucket_prefix_changes_with_its_objects_only(s3_server):  # noqa: F811
+    from orchestration.fingerprints import folder_fingerprint
+
+    s3_server.create_bucket("sensed")
+    client = s3_server.client()
+    images = s3_location(s3_server, "s3://sensed/photos")
+    client.put_object(Bucket="sensed", Key="photos/dog/a.jpg", Body=b"a")
+    client.put_object(Bucket="sensed", Key="elsewhere/b.jpg", Body=b"b")  # outside the prefix
+    first = folder_fingerprint(images)
+    assert first.entries == 1 and folder_fingerprint(images) == first
+    client.put_object(Bucket="sensed", Key="photos/.hidden", Body=b"h")
+    assert folder_fingerprint(images) == first, "hidden objects are left out, as the scan leaves them out"
+    client.put_object(Bucket="sensed", Key="photos/dog/a.jpg.labels", Body=b"dog, puppy")
+    relabelled = folder_fingerprint(images)
+    assert relabelled != first and relabelled.entries == 1
+    client.put_object(Bucket="sensed", Key="photos/dog/a.jpg", Body=b"A")  # same size, new bytes: new ETag
+    assert folder_fingerprint(images) != relabelled
