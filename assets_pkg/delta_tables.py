@@ -1,9 +1,11 @@
-"""Small helpers over delta-rs shared by every stage: open-if-exists, commit retries, filters."""
+"""Small helpers over delta-rs shared by every stage: open-if-exists, commit retries, filters.
+
+A table's location is a local `Path` or an `s3://` `ObjectLocation` (assets_pkg/storage.py); every
+delta-rs call here and in the stages passes `uri(table)` and `delta_options(table)`."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Iterable, Iterator, NoReturn, TypeVar
 
 import pyarrow as pa
@@ -12,22 +14,24 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from filelock import FileLock, Timeout
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from assets_pkg.storage import Location, ObjectLocation, check_leases, delta_options, object_lease, uri
+
 T = TypeVar("T")
 
 
-def open_table(path: Path) -> DeltaTable | None:
+def open_table(path: Location) -> DeltaTable | None:
     try:
-        return DeltaTable(str(path))
+        return DeltaTable(uri(path), storage_options=delta_options(path))
     except TableNotFoundError:
         return None
 
 
-def read_table(path: Path, schema: pa.Schema, columns: list[str] | None = None, where: str | None = None) -> pa.Table:
+def read_table(path: Location, schema: pa.Schema, columns: list[str] | None = None, where: str | None = None) -> pa.Table:
     """The current snapshot (optionally filtered by a SQL `where`); an empty table before the first write."""
     return pa.Table.from_batches(list(scan(path, schema, columns, where)), schema=_project(schema, columns))
 
 
-def scan(path: Path, schema: pa.Schema, columns: list[str] | None = None, where: str | None = None,
+def scan(path: Location, schema: pa.Schema, columns: list[str] | None = None, where: str | None = None,
          ) -> Iterator[pa.RecordBatch]:
     """Stream record batches of a table through delta-rs's query engine, with filter pushdown.
 
@@ -61,19 +65,26 @@ def _project(schema: pa.Schema, columns: list[str] | None) -> pa.Schema:
     return schema if columns is None else pa.schema([schema.field(name) for name in columns])
 
 
-def table_version(path: Path) -> int | None:
+def table_version(path: Location) -> int | None:
     dt = open_table(path)
     return None if dt is None else dt.version()
 
 
 @contextmanager
-def exclusive(path: Path, timeout_s: float = 3600) -> Iterator[None]:
-    """Serialise read-compute-write syncs of one table across processes on this machine.
+def exclusive(path: Location, timeout_s: float = 3600) -> Iterator[None]:
+    """Serialise read-compute-write syncs of one table across processes on this machine, or, for a
+    table on object storage, across machines.
 
     Every sync reads the table's state, computes a diff and writes it; two at once would both
     append the same new rows (Delta appends never conflict). The OS lock dies with its process, so
-    a killed run never leaves the table locked.
+    a killed run never leaves the table locked. On object storage the lock is a lease object beside
+    the table (`storage.object_lease`: conditional put, heartbeat, taken over once it lapses), since
+    a file lock only holds on one machine.
     """
+    if isinstance(path, ObjectLocation):
+        with object_lease(path, timeout_s):
+            yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path.parent / f".{path.name}.lock"), timeout=timeout_s)
     try:
@@ -92,15 +103,21 @@ def with_commit_retry(write: Callable[[], T], attempts: int = 8) -> T:
 
     Every write here is a function of the table's current state, so re-running it after a
     conflict is safe; after `attempts` the conflict is raised with a message saying what happened.
+    Before each attempt the caller's leases (tables on object storage) are checked: a run whose lease
+    was taken over stops instead of committing (`storage.LeaseLost`).
     Full jitter (a random pause up to 0.1 s, 0.2 s, 0.4 s ... at most 2 s): writers that collided
     once come back at different moments instead of colliding again.
     """
+    def checked_write() -> T:
+        check_leases()
+        return write()
+
     return Retrying(
         retry=retry_if_exception_type(CommitFailedError),
         stop=stop_after_attempt(attempts),
         wait=wait_random_exponential(multiplier=0.1, max=2.0),
         retry_error_callback=_give_up_committing,
-    )(write)
+    )(checked_write)
 
 
 def _give_up_committing(state: RetryCallState) -> NoReturn:
@@ -108,13 +125,14 @@ def _give_up_committing(state: RetryCallState) -> NoReturn:
     raise CommitFailedError(f"gave up after {state.attempt_number} concurrent-commit conflicts: {err}") from err
 
 
-def append(path: Path, data: pa.Table, **kwargs) -> None:
+def append(path: Location, data: pa.Table, **kwargs) -> None:
     if data.num_rows == 0:
         return
-    with_commit_retry(lambda: write_deltalake(str(path), data, mode="append", **kwargs))
+    with_commit_retry(lambda: write_deltalake(uri(path), data, mode="append", storage_options=delta_options(path),
+                                              **kwargs))
 
 
-def compact_when_fragmented(path: Path, max_files: int = 64) -> bool:
+def compact_when_fragmented(path: Location, max_files: int = 64) -> bool:
     """Rewrite the table's files into few once it has more than `max_files`; True when it did.
 
     A log appended one small commit at a time (the review log: one per button press) gains a file
@@ -124,7 +142,7 @@ def compact_when_fragmented(path: Path, max_files: int = 64) -> bool:
     dt = open_table(path)
     if dt is None or len(dt.file_uris()) <= max_files:
         return False
-    with_commit_retry(lambda: DeltaTable(str(path)).optimize.compact())
+    with_commit_retry(lambda: open_table(path).optimize.compact())
     return True
 
 

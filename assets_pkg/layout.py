@@ -13,71 +13,87 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from assets_pkg.storage import Location, ObjectLocation, S3Connection, location
+
 
 @dataclass(frozen=True)
 class DataLayout:
+    """The lake, the index and the image folder may each be on object storage (`s3://`, see
+    assets_pkg/storage.py); the brand image, the segments file, campaign outputs, slots and the
+    MLflow directory are always local, under the data directory unless given."""
+
     data_dir: Path
-    images_dir: Path
+    images_dir: Location
     brand_image: Path
     segments_file: Path
+    lake_root: Location | None = None  # None: <data_dir>/lake
+    index_root: Location | None = None  # None: <data_dir>/lance
 
     @classmethod
     def under(cls, data_dir: str | Path, images_dir: str | Path | None = None,
               brand_image: str | Path | None = None,
-              segments_file: str | Path | None = None) -> "DataLayout":
+              segments_file: str | Path | None = None, lake: str | Path | None = None,
+              index: str | Path | None = None, connection: S3Connection | None = None) -> "DataLayout":
+        """`images_dir`, `lake` and `index` may be `s3://` URIs, reached through `connection`."""
         root = Path(data_dir).expanduser().resolve()
         return cls(
             data_dir=root,
-            images_dir=Path(images_dir).expanduser().resolve() if images_dir else root / "images",
+            images_dir=location(images_dir, connection) if images_dir else root / "images",
             brand_image=Path(brand_image).expanduser().resolve() if brand_image else root / "brand" / "brand.png",
             segments_file=Path(segments_file).expanduser().resolve() if segments_file else root / "segments.yaml",
+            lake_root=location(lake, connection) if lake else None,
+            index_root=location(index, connection) if index else None,
         )
+
+    @property
+    def on_object_storage(self) -> bool:
+        return any(isinstance(loc, ObjectLocation) for loc in (self.images_dir, self.lake_root, self.index_root))
 
     # Delta tables ------------------------------------------------------------------------------
     @property
-    def lake_dir(self) -> Path:
-        return self.data_dir / "lake"
+    def lake_dir(self) -> Location:
+        return self.lake_root if self.lake_root is not None else self.data_dir / "lake"
 
     @property
-    def manifest_table(self) -> Path:
+    def manifest_table(self) -> Location:
         return self.lake_dir / "image_manifest"
 
     @property
-    def quarantine_table(self) -> Path:
+    def quarantine_table(self) -> Location:
         return self.lake_dir / "quarantine"
 
     @property
-    def mirror_table(self) -> Path:
+    def mirror_table(self) -> Location:
         return self.lake_dir / "image_mirror"
 
     @property
-    def mirror_bytes_table(self) -> Path:
+    def mirror_bytes_table(self) -> Location:
         return mirror_bytes_table(self.mirror_table)
 
     @property
-    def embeddings_table(self) -> Path:
+    def embeddings_table(self) -> Location:
         return self.lake_dir / "image_embeddings"
 
     @property
-    def candidates_table(self) -> Path:
+    def candidates_table(self) -> Location:
         return self.lake_dir / "campaign_candidates"
 
     @property
-    def campaigns_table(self) -> Path:
+    def campaigns_table(self) -> Location:
         return self.lake_dir / "campaigns"
 
     @property
-    def failures_table(self) -> Path:
+    def failures_table(self) -> Location:
         return self.lake_dir / "run_failures"
 
     @property
-    def reviews_table(self) -> Path:
+    def reviews_table(self) -> Location:
         return self.lake_dir / "campaign_reviews"
 
     # Other stores ------------------------------------------------------------------------------
     @property
-    def lance_dir(self) -> Path:
-        return self.data_dir / "lance"
+    def lance_dir(self) -> Location:
+        return self.index_root if self.index_root is not None else self.data_dir / "lance"
 
     @property
     def slots_dir(self) -> Path:
@@ -96,7 +112,7 @@ class DataLayout:
         return self.campaigns_dir / require_safe_key(segment_key)
 
 
-def mirror_bytes_table(mirror_table: Path) -> Path:
+def mirror_bytes_table(mirror_table: Location) -> Location:
     """The image bytes of the mirror at `mirror_table`: a sibling table (never inside it: a vacuum of
     the metadata table would delete files it does not know)."""
     return mirror_table.with_name(mirror_table.name + "_bytes")
@@ -130,6 +146,7 @@ MANIFEST_SCHEMA = pa.schema([  # lake/image_manifest: what the last scan found, 
     ("width", pa.int32()),            # as displayed, EXIF orientation applied
     ("height", pa.int32()),
     ("labels", pa.list_(pa.string())),
+    ("etag", pa.string()),            # the object's ETag when the folder is on object storage; null for local files
 ])
 QUARANTINE_SCHEMA = pa.schema([  # lake/quarantine: what a stage could not use, keyed by (stage, path)
     ("stage", pa.string()),

@@ -76,9 +76,10 @@ def default_tracking_uri(mlflow_dir: Path) -> str:
 
 
 class MlflowStore:
-    def __init__(self, tracking_uri: str, artifact_root: Path, lock_file: Path, ui_url: str = ""):
+    def __init__(self, tracking_uri: str, artifact_root: Path | str, lock_file: Path, ui_url: str = ""):
         self.tracking_uri = tracking_uri
-        self.artifact_root = artifact_root
+        # A local folder, or a URI MLflow's artifact repositories take (s3://bucket/prefix).
+        self.artifact_root = artifact_root if "://" in str(artifact_root) else Path(artifact_root)
         self.ui_url = ui_url.rstrip("/")  # where users browse this store (an `mlflow ui` / server)
         self.lock = FileLock(str(lock_file))
         lock_file.parent.mkdir(parents=True, exist_ok=True)
@@ -167,9 +168,12 @@ class MlflowStore:
             tags["mlflow.note.content"] = record.experiment_description
         existing = client.get_experiment_by_name(name)
         if existing is None:
-            self.artifact_root.mkdir(parents=True, exist_ok=True)
-            return client.create_experiment(name, artifact_location=(self.artifact_root / name).resolve().as_uri(),
-                                            tags=tags)
+            if isinstance(self.artifact_root, str):  # an object store's URI (s3://...)
+                location = f"{self.artifact_root.rstrip('/')}/{quote(name)}"
+            else:
+                self.artifact_root.mkdir(parents=True, exist_ok=True)
+                location = (self.artifact_root / name).resolve().as_uri()
+            return client.create_experiment(name, artifact_location=location, tags=tags)
         for key, value in tags.items():
             if key not in existing.tags:
                 client.set_experiment_tag(existing.experiment_id, key, value)

@@ -1,6 +1,7 @@
 """Incremental cost of the catalog graph: a full run, a run with nothing changed, a run with 1% changed.
 
     .venv/bin/python benchmarks/bench_incremental.py [--images 10000] [--changed 0.01] [--keep]
+                                                     [--local-s3 | --lake-uri s3://bucket/prefix]
 
 Builds a catalog of small real images (320x240 JPEGs ~20 KB, one in ten a smaller PNG ~10 KB; 19 KB
 mean; fixed seed; four label folders) in a temporary data dir and runs the project's `refresh_catalog` job (manifest ->
@@ -18,6 +19,12 @@ their Delta logs, against the bytes of the changed images. Targets (PASS/FAIL):
   (b) the catalog assets' summed own time <= 5% of the full run's, and mirror bytes written
       <= 2x the changed images' bytes (added + modified files' new bytes + deleted files' bytes).
 Exits 1 when a target is missed.
+
+With `--local-s3` (a moto S3 server this script starts on loopback, tests/s3_server.py) or `--lake-uri`
+(any S3-compatible store, reached through the standard AWS variables), the three runs are made a
+second time, in the same process, on a copy of the same folder with the same changes, with the lake
+(every Delta table) on object storage; the images and the index stay local. It then prints each
+S3 run's times as a ratio to the local-disk run's, and checks the same targets on them.
 """
 
 from __future__ import annotations
@@ -87,23 +94,56 @@ def image_path(images: Path, n: int) -> Path:
     return images / LABELS[n % len(LABELS)] / f"photo-{n:06d}{'.png' if n % 10 == 9 else '.jpg'}"
 
 
-def delta_tables(lake: Path) -> dict[str, Path]:
-    return {p.parent.name: p.parent for p in sorted(lake.glob("*/_delta_log"))}
+class LocalLake:
+    """The Delta commit files of the lake's tables, on local disk."""
+
+    def __init__(self, lake: Path):
+        self.lake = lake
+
+    def commits(self) -> dict[str, list[int]]:
+        """table name -> its committed versions, from the commit files."""
+        return {log.parent.name: sorted(int(f.stem) for f in log.glob("*.json"))
+                for log in sorted(self.lake.glob("*/_delta_log"))}
+
+    def commit_text(self, table: str, version: int) -> str:
+        return (self.lake / table / "_delta_log" / f"{version:020d}.json").read_text()
 
 
-def delta_versions(lake: Path) -> dict[str, int]:
+class ObjectLake(LocalLake):
+    """The same, for a lake on object storage (listed and read with boto3)."""
+
+    def __init__(self, location):
+        self.location, self.client = location, location.connection.client()
+        self.prefix = f"{location.key}/" if location.key else ""
+
+    def commits(self) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.location.bucket,
+                                                                          Prefix=self.prefix):
+            for obj in page.get("Contents", ()):
+                parts = obj["Key"][len(self.prefix):].split("/")
+                if len(parts) == 3 and parts[1] == "_delta_log" and parts[2].endswith(".json") \
+                        and parts[2][:-5].isdigit():
+                    found.setdefault(parts[0], []).append(int(parts[2][:-5]))
+        return {name: sorted(versions) for name, versions in sorted(found.items())}
+
+    def commit_text(self, table: str, version: int) -> str:
+        key = f"{self.prefix}{table}/_delta_log/{version:020d}.json"
+        return self.client.get_object(Bucket=self.location.bucket, Key=key)["Body"].read().decode()
+
+
+def delta_versions(lake: LocalLake) -> dict[str, int]:
     """Latest committed version of every Delta table under the lake (from the commit files)."""
-    return {name: max(int(f.stem) for f in (table / "_delta_log").glob("*.json"))
-            for name, table in delta_tables(lake).items()}
+    return {name: max(versions) for name, versions in lake.commits().items() if versions}
 
 
-def bytes_added(table: Path, after_version: int) -> tuple[int, int]:
+def bytes_added(lake: LocalLake, table: str, after_version: int) -> tuple[int, int]:
     """(files, bytes) added by the commits after `after_version`, summed from their Delta log entries."""
     files = total = 0
-    for commit in sorted((table / "_delta_log").glob("*.json")):
-        if int(commit.stem) <= after_version:
+    for version in lake.commits().get(table, []):
+        if version <= after_version:
             continue
-        for line in commit.read_text().splitlines():
+        for line in lake.commit_text(table, version).splitlines():
             action = json.loads(line)
             if "add" in action:
                 files += 1
@@ -132,13 +172,13 @@ def materialization_metadata(result) -> dict[str, dict]:
             for e in result.get_asset_materialization_events()}
 
 
-def catalog_run(job, instance, lake: Path, name: str) -> dict:
+def catalog_run(job, instance, lake: LocalLake, name: str) -> dict:
     # Every run starts on a heap like a fresh run process's: without this, the objects an earlier
     # run left (the full run's especially) make Python's full garbage collections land inside the
     # next run's steps, adding up to a second to whichever step allocates at that moment.
     gc.collect()
     gc.freeze()
-    before = delta_versions(lake) if lake.exists() else {}
+    before = delta_versions(lake)
     started = time.perf_counter()
     result = job.execute_in_process(run_config=RUN_CONFIG, instance=instance, raise_on_error=False)
     wall = time.perf_counter() - started
@@ -151,9 +191,9 @@ def catalog_run(job, instance, lake: Path, name: str) -> dict:
                      for e in result.get_asset_check_evaluations() if not e.passed]
     after = delta_versions(lake)
     mirror = {}
-    for table_name, table in delta_tables(lake).items():
+    for table_name in after:
         if table_name.startswith("image_mirror"):  # the mirror's tables, whatever its layout
-            mirror[table_name] = bytes_added(table, before.get(table_name, -1))
+            mirror[table_name] = bytes_added(lake, table_name, before.get(table_name, -1))
     steps = step_seconds(instance, result.run_id)
     return {
         "name": name, "wall": wall, "steps": steps, "meta": materialization_metadata(result),
@@ -210,6 +250,11 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--changed", type=float, default=0.01, help="fraction of images changed in run (b)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    remote = parser.add_mutually_exclusive_group()
+    remote.add_argument("--local-s3", action="store_true",
+                        help="also run with the lake on a moto S3 server started on loopback (tests/s3_server.py)")
+    remote.add_argument("--lake-uri", default="", help="also run with the lake at this s3:// URI "
+                        "(endpoint and credentials from the standard AWS variables)")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="adrag-incremental-"))
@@ -218,40 +263,91 @@ def main() -> int:
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     os.environ.update({"ADRAG_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home), "ADRAG_DEVICE": "cpu",
                        "ADRAG_CLIP_MODEL": "adrag-tiny-clip", "ADRAG_CLIP_WEIGHTS": "random",
-                       "ADRAG_IMAGES_DIR": "", "MLFLOW_TRACKING_URI": ""})
+                       "ADRAG_IMAGES_DIR": str(data_dir / "images"), "ADRAG_LAKE_URI": str(data_dir / "lake"),
+                       "MLFLOW_TRACKING_URI": ""})
+    server = None
+    lake_uri = args.lake_uri
+    if args.local_s3:
+        sys.path.insert(0, str(REPO / "tests"))
+        from s3_server import S3Server
+
+        server = S3Server()
+        server.create_bucket("adrag-bench")
+        os.environ.update(server.environment())
+        lake_uri = "s3://adrag-bench/lake"
     import dagster as dg
 
     from orchestration.definitions import defs
 
-    images, lake = data_dir / "images", data_dir / "lake"
+    images = data_dir / "images"
     maker = PhotoMaker()
     started = time.perf_counter()
     total = sum(maker.write(image_path(images, n), n) for n in range(args.images))
     print(f"{args.images:,} images, {total / args.images / 1024:.1f} KB mean, {total / 2**20:.0f} MiB, "
           f"made in {time.perf_counter() - started:.0f} s under {root}; tiny random-weight CLIP on CPU, "
           f"{os.cpu_count()} cores")
+    profiles = [("local disk", data_dir, str(data_dir / "lake"))]
+    if lake_uri:  # the same folder, before any change, for the same three runs with the lake on S3
+        shutil.copytree(images, root / "data-s3" / "images")
+        profiles.append((f"lake on S3 ({'local moto server' if server else lake_uri})", root / "data-s3", lake_uri))
 
     job = defs.resolve_job_def("refresh_catalog")
+    measured = []
     try:
         with dg.DagsterInstance.get() as instance:
-            full = catalog_run(job, instance, lake, "(0) full run: empty lake")
-            report(full, None)
-            unchanged = catalog_run(job, instance, lake, "(a) nothing changed")
-            report(unchanged, full)
-            changed = change_folder(images, maker, list(range(args.images)), args.changed, args.images)
-            changed_bytes = changed["added"] + changed["modified"] + changed["deleted"]
-            some = catalog_run(job, instance, lake,
-                               f"(b) {changed['images']} images changed ({args.changed:.0%}): "
-                               f"{changed['images'] // 3} added, modified, deleted each")
-            report(some, full)
+            for label, profile_dir, lake in profiles:
+                print(f"\n######## {label}: lake {lake}")
+                # Read through dg.EnvVar when each run starts: these switch the resources between profiles.
+                os.environ.update({"ADRAG_DATA_DIR": str(profile_dir), "ADRAG_IMAGES_DIR": str(profile_dir / "images"),
+                                   "ADRAG_LAKE_URI": lake})
+                reader = LocalLake(Path(lake)) if not lake.startswith("s3://") else ObjectLake(_object_location(lake))
+                full = catalog_run(job, instance, reader, "(0) full run: empty lake")
+                report(full, None)
+                unchanged = catalog_run(job, instance, reader, "(a) nothing changed")
+                report(unchanged, full)
+                changed = change_folder(profile_dir / "images", maker, list(range(args.images)), args.changed,
+                                        args.images)
+                changed_bytes = changed["added"] + changed["modified"] + changed["deleted"]
+                some = catalog_run(job, instance, reader,
+                                   f"(b) {changed['images']} images changed ({args.changed:.0%}): "
+                                   f"{changed['images'] // 3} added, modified, deleted each")
+                report(some, full)
+                measured.append((label, full, unchanged, some, changed, changed_bytes))
     finally:
+        if server is not None:
+            server.stop()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    return verdict(full, unchanged, some, changed, changed_bytes)
+    results = [verdict(*runs) for runs in measured]
+    if len(measured) == 2:
+        compare(measured[0], measured[1])
+    return max(results)
 
 
-def verdict(full: dict, unchanged: dict, some: dict, changed: dict, changed_bytes: int) -> int:
-    print("\n== targets")
+def _object_location(lake_uri: str):
+    from assets_pkg.storage import ObjectLocation, S3Connection
+
+    names = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+             "AWS_ALLOW_HTTP")
+    return ObjectLocation(lake_uri, S3Connection.from_settings(*(os.environ.get(n, "") for n in names)))
+
+
+def compare(local: tuple, remote: tuple) -> None:
+    """Each S3 run's times as a ratio to the same run on local disk."""
+    print(f"\n== {remote[0]} / local disk, same images, same changes, same process")
+    # (0) is shown for completeness: the first profile's full run also pays the process's warm-up
+    # (imports, the model's first load, MLflow's schema), so its ratio understates S3's cost.
+    for n, name in ((1, "(0) full"), (2, "(a) nothing changed"), (3, "(b) changed")):
+        ours, theirs = remote[n], local[n]
+        steps = ", ".join(f"{a} {ours['steps'][a]:.2f}/{theirs['steps'][a]:.2f} s" for a in CATALOG_ASSETS)
+        print(f"   {name:22s} catalog assets {ours['assets_s']:7.2f} s vs {theirs['assets_s']:7.2f} s = "
+              f"{ours['assets_s'] / theirs['assets_s']:.2f}x; job wall clock {ours['wall']:7.2f} s vs "
+              f"{theirs['wall']:7.2f} s = {ours['wall'] / theirs['wall']:.2f}x")
+        print(f"   {'':22s} per asset (S3/local): {steps}")
+
+
+def verdict(label: str, full: dict, unchanged: dict, some: dict, changed: dict, changed_bytes: int) -> int:
+    print(f"\n== targets, {label}")
     results = []
 
     def check(ok: bool, text: str) -> None:

@@ -3,7 +3,8 @@
 - The image folder's fingerprint is a digest of its listing: every entry's relative path, type,
   size and mtime (nanoseconds), label sidecars included, hidden entries left out as the catalog
   scan leaves them out. Only `scandir` and `stat` are called: no file is opened or read, so an
-  unchanged folder of a million files costs a million stats and nothing else.
+  unchanged folder of a million files costs a million stats and nothing else. A folder on object
+  storage is fingerprinted by its listing's keys, sizes and ETags.
 - A segment's fingerprint is a digest of what its ad is made from in the segments file: its name,
   description, subject and labels, and the file's brand block (which every ad's prompt carries).
 """
@@ -15,9 +16,10 @@ import json
 import os
 import stat
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from assets_pkg.campaigns.segments import Brand, Segment
+from assets_pkg.catalog.object_source import listing_fingerprint
+from assets_pkg.storage import Location, ObjectLocation
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,12 @@ class FolderFingerprint:
     entries: int  # files (and other non-folder entries) listed
 
 
-def folder_fingerprint(root: Path) -> FolderFingerprint:
-    """The digest of the folder's listing under `root` (which must be a folder)."""
+def folder_fingerprint(root: Location) -> FolderFingerprint:
+    """The digest of the folder's listing under `root` (which must be a folder), or of a bucket
+    prefix's listing (keys, sizes, ETags: list requests only) when the folder is on object storage."""
+    if isinstance(root, ObjectLocation):
+        digest, entries = listing_fingerprint(root)
+        return FolderFingerprint(digest=digest, entries=entries)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
     digest = hashlib.sha256()

@@ -15,7 +15,13 @@ from typing import Mapping
 # resource key -> {field -> environment variable}
 RESOURCE_SETTINGS: dict[str, dict[str, str]] = {
     "data_store": {"data_dir": "ADRAG_DATA_DIR",  # images/, brand/, segments.yaml and the generated tables
-                   "images_dir": "ADRAG_IMAGES_DIR"},  # default <data dir>/images
+                   "images_dir": "ADRAG_IMAGES_DIR",  # default <data dir>/images; or s3://bucket/prefix
+                   # Object storage (docs/deploy.md): the lake and the index may be s3:// URIs too, reached
+                   # through the standard AWS variables (empty ones: the libraries' own credential chain).
+                   "lake_uri": "ADRAG_LAKE_URI", "index_uri": "ADRAG_INDEX_URI",
+                   "s3_endpoint_url": "AWS_ENDPOINT_URL", "s3_region": "AWS_REGION",
+                   "s3_access_key_id": "AWS_ACCESS_KEY_ID", "s3_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+                   "s3_session_token": "AWS_SESSION_TOKEN", "s3_allow_http": "AWS_ALLOW_HTTP"},
     "clip": {"model_name": "ADRAG_CLIP_MODEL", "weights": "ADRAG_CLIP_WEIGHTS",  # weights: tag, file or "random"
              "device": "ADRAG_DEVICE",
              "max_concurrent": "ADRAG_GPU_CONCURRENCY"},  # embedding steps at once on this machine
@@ -30,7 +36,8 @@ RESOURCE_SETTINGS: dict[str, dict[str, str]] = {
                         "max_cost_per_segment_usd": "ADRAG_MAX_COST_PER_SEGMENT"},
     "mlflow_tracking": {"tracking_uri": "MLFLOW_TRACKING_URI",  # unset: SQLite under <data dir>/mlflow
                         "ui_url": "ADRAG_MLFLOW_UI_URL",  # the MLflow UI Dagster links runs to
-                        "dagster_ui_url": "ADRAG_DAGSTER_UI_URL"},  # the Dagster UI MLflow runs link back to
+                        "dagster_ui_url": "ADRAG_DAGSTER_UI_URL",  # the Dagster UI MLflow runs link back to
+                        "artifact_root": "ADRAG_MLFLOW_ARTIFACT_ROOT"},  # unset: <data dir>/mlflow/artifacts
     "quarantine_limit": {"max_rate": "ADRAG_MAX_QUARANTINE_RATE"},  # quarantine-rate checks warn above it
     "candidate_diversity": {"mmr_lambda": "ADRAG_MMR_LAMBDA",  # 1 = plain top 3 by score, lower = more varied
                             # a photo this close (cosine) to a better, chosen one never takes a place

@@ -100,6 +100,8 @@ def on_chat(key: str, reviewer: str) -> None:
 # --- the page ------------------------------------------------------------------------------------------
 
 def picture(path: str, layout) -> str | None:
+    if not isinstance(layout.images_dir, Path) and not Path(path).is_absolute():
+        return None  # the images folder is on object storage: nothing to show from a local path
     found = Path(path) if Path(path).is_absolute() else layout.images_dir / path
     return str(found) if found.is_file() else None
 

@@ -143,6 +143,8 @@ def reference_image_path(segment: Segment, images_dir: Path, data_dir: Path) -> 
     if segment.reference_image is None:
         return None
     for root in (images_dir, data_dir):
+        if not isinstance(root, Path):  # an images folder on object storage: reference photos are local files
+            continue
         path = root / segment.reference_image
         if path.is_file() and path.resolve().is_relative_to(root.resolve()):  # no escape through a symlink
             return path

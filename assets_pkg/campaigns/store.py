@@ -18,23 +18,24 @@ from deltalake import write_deltalake
 from assets_pkg.atomic_files import write_atomically
 from assets_pkg.delta_tables import append, open_table, read_table, sql_literal, with_commit_retry
 from assets_pkg.layout import CAMPAIGNS_SCHEMA, CANDIDATES_SCHEMA
+from assets_pkg.storage import Location, delta_options, uri
 
 
-def replace_candidates(table: Path, row: dict) -> None:
+def replace_candidates(table: Location, row: dict) -> None:
     data = pa.Table.from_pylist([row], schema=CANDIDATES_SCHEMA)
 
     def write() -> None:
         if open_table(table) is None:
-            write_deltalake(str(table), data, mode="append")
+            write_deltalake(uri(table), data, mode="append", storage_options=delta_options(table))
         else:
             # "merge": a table written before a column was added (near_duplicates) gains it, its other rows null.
-            write_deltalake(str(table), data, mode="overwrite", schema_mode="merge",
+            write_deltalake(uri(table), data, mode="overwrite", schema_mode="merge", storage_options=delta_options(table),
                             predicate=f"segment_key = {sql_literal(row['segment_key'])}")
 
     with_commit_retry(write)
 
 
-def read_candidates(table: Path, segment_key: str) -> dict:
+def read_candidates(table: Location, segment_key: str) -> dict:
     rows = read_table(table, CANDIDATES_SCHEMA, where=f"segment_key = {sql_literal(segment_key)}").to_pylist()
     if not rows:
         raise LookupError(f"no candidates for segment {segment_key!r}: materialize campaign_candidates first")
@@ -44,7 +45,7 @@ def read_candidates(table: Path, segment_key: str) -> dict:
 SUPERSEDED = "superseded"  # a campaigns row's status: an ad tried and not chosen (below the quality bar)
 
 
-def append_campaign(table: Path, row: dict) -> None:
+def append_campaign(table: Location, row: dict) -> None:
     # merge: tables written before a column was added (e.g. `quality`) take it on their next append
     append(table, pa.Table.from_pylist([row], schema=CAMPAIGNS_SCHEMA), schema_mode="merge")
 

@@ -49,10 +49,12 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 from deltalake import ColumnProperties, WriterProperties, write_deltalake
 
+from assets_pkg.catalog.object_source import read_first_matching
 from assets_pkg.catalog.probe import content_hash
 from assets_pkg.catalog.scan import Unusable, checked_stat, read_checked
 from assets_pkg.delta_tables import exclusive, open_table, read_table, scan, sql_in, with_commit_retry
 from assets_pkg.layout import MIRROR_BYTES_SCHEMA, MIRROR_SCHEMA, mirror_bytes_table
+from assets_pkg.storage import Location, ObjectLocation, delta_options, uri
 
 # What a mirror of the earlier one-table layout held besides the metadata (read once, to convert it).
 _ONE_TABLE_BYTES = pa.schema([("image_id", pa.string()), ("bytes", pa.binary())])
@@ -105,17 +107,17 @@ def desired_state(manifest: pa.Table) -> dict[str, dict]:
     return images
 
 
-def read_mirror_metadata(table: Path) -> pa.Table:
+def read_mirror_metadata(table: Location) -> pa.Table:
     return read_table(table, MIRROR_SCHEMA)
 
 
-def sync_mirror(table: Path, manifest: pa.Table, images_dir: Path) -> MirrorChanges:
+def sync_mirror(table: Location, manifest: pa.Table, images_dir: Location) -> MirrorChanges:
     with exclusive(table):
         _convert_one_table_layout(table)
         return _sync_mirror(table, manifest, images_dir)
 
 
-def _sync_mirror(table: Path, manifest: pa.Table, images_dir: Path) -> MirrorChanges:
+def _sync_mirror(table: Location, manifest: pa.Table, images_dir: Location) -> MirrorChanges:
     want = desired_table(manifest)
     have = read_mirror_metadata(table)
     stored = _stored(mirror_bytes_table(table))
@@ -187,12 +189,15 @@ def _next_metadata(want: pa.Table, have: pa.Table, have_row: dict[str, int], add
     return pa.table(columns).select(MIRROR_SCHEMA.names).cast(MIRROR_SCHEMA)
 
 
-def _read_from_folder(images_dir: Path, paths_of: dict[str, list[str]], image_ids: list[str],
+def _read_from_folder(images_dir: Location, paths_of: dict[str, list[str]], image_ids: list[str],
                       changes: MirrorChanges) -> Iterator[tuple[str, bytes]]:
-    """(image_id, bytes) of the images to store, read lazily; images whose files changed since the
-    scan are noted in `changes.changed_on_disk` instead."""
-    for image_id in image_ids:
-        data = _read_first_matching(images_dir, paths_of[image_id], image_id)
+    """(image_id, bytes) of the images to store, read lazily (from a bucket prefix, read ahead on
+    threads); images whose files changed since the scan are noted in `changes.changed_on_disk` instead."""
+    if isinstance(images_dir, ObjectLocation):
+        found = read_first_matching(images_dir, ((i, paths_of[i]) for i in image_ids))
+    else:
+        found = ((i, _read_first_matching(images_dir, paths_of[i], i)) for i in image_ids)
+    for image_id, data in found:
         if data is None:
             changes.changed_on_disk.extend(paths_of[image_id])
         else:
@@ -219,14 +224,14 @@ def _read_first_matching(images_dir: Path, paths: list[str], image_id: str) -> b
 
 # The bytes table ---------------------------------------------------------------------------------
 
-def _stored(bytes_table: Path) -> dict[str, tuple[int, int]]:
+def _stored(bytes_table: Location) -> dict[str, tuple[int, int]]:
     """image_id -> (batch, size) of every row in the bytes table, live or dead (no bytes are read)."""
     rows = read_table(bytes_table, MIRROR_BYTES_SCHEMA, ["image_id", "batch", "size_bytes"])
     return {i: (b, s) for i, b, s in zip(rows["image_id"].to_pylist(), rows["batch"].to_pylist(),
                                          rows["size_bytes"].to_pylist())}
 
 
-def _append_bytes(bytes_table: Path, images: Iterable[tuple[str, bytes]], stored: dict[str, tuple[int, int]]) -> int:
+def _append_bytes(bytes_table: Location, images: Iterable[tuple[str, bytes]], stored: dict[str, tuple[int, int]]) -> int:
     """Append the images not stored yet, one commit (and batch) per `BYTES_PER_COMMIT`; records
     them in `stored` and returns the bytes appended."""
     batch = max((b for b, _ in stored.values()), default=-1) + 1
@@ -241,8 +246,8 @@ def _append_bytes(bytes_table: Path, images: Iterable[tuple[str, bytes]], stored
             pa.array([len(d) for _, d in pending], pa.int64()), pa.array([d for _, d in pending], pa.binary()),
         ], schema=MIRROR_BYTES_SCHEMA)
         with_commit_retry(lambda: write_deltalake(
-            str(bytes_table), data, mode="append", partition_by=["batch"], writer_properties=WRITER_PROPERTIES,
-            configuration=BYTES_CONFIGURATION))
+            uri(bytes_table), data, mode="append", partition_by=["batch"], writer_properties=WRITER_PROPERTIES,
+            configuration=BYTES_CONFIGURATION, storage_options=delta_options(bytes_table)))
         stored.update({i: (batch, len(d)) for i, d in pending})
         batch, pending, pending_bytes = batch + 1, [], 0
 
@@ -261,7 +266,7 @@ def _append_bytes(bytes_table: Path, images: Iterable[tuple[str, bytes]], stored
     return appended
 
 
-def _compact(bytes_table: Path, stored: dict[str, tuple[int, int]], live: set[str], changes: MirrorChanges,
+def _compact(bytes_table: Location, stored: dict[str, tuple[int, int]], live: set[str], changes: MirrorChanges,
              dead_share: float = COMPACT_DEAD_SHARE) -> None:
     """Drop the dead rows of every batch whose dead bytes reach `dead_share` of its bytes, in one commit."""
     live_bytes: dict[int, int] = {}
@@ -289,13 +294,13 @@ def _compact(bytes_table: Path, stored: dict[str, tuple[int, int]], live: set[st
             del stored[image_id]
 
 
-def _replace_metadata(table: Path, metadata: pa.Table) -> None:
+def _replace_metadata(table: Location, metadata: pa.Table) -> None:
     with_commit_retry(lambda: write_deltalake(
-        str(table), metadata, mode="overwrite", schema_mode="overwrite", writer_properties=METADATA_WRITER_PROPERTIES,
-        configuration=METADATA_CONFIGURATION))
+        uri(table), metadata, mode="overwrite", schema_mode="overwrite", writer_properties=METADATA_WRITER_PROPERTIES,
+        configuration=METADATA_CONFIGURATION, storage_options=delta_options(table)))
 
 
-def _convert_one_table_layout(table: Path) -> None:
+def _convert_one_table_layout(table: Location) -> None:
     """Move the bytes out of a mirror written by the one-table layout (a no-op otherwise).
 
     Bytes first, metadata second: killed in between, the next sync finds the bytes stored and only
@@ -316,7 +321,7 @@ def _convert_one_table_layout(table: Path) -> None:
 
 # Reads -------------------------------------------------------------------------------------------
 
-def iter_image_bytes(table: Path, image_ids: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+def iter_image_bytes(table: Location, image_ids: Iterable[str]) -> Iterator[tuple[str, bytes]]:
     """Stream (image_id, bytes) of the given images that are in the mirror, each once, in no order.
 
     Only the batches (partitions) holding them are read; with few ids the id filter goes to the
@@ -344,12 +349,12 @@ def iter_image_bytes(table: Path, image_ids: Iterable[str]) -> Iterator[tuple[st
                 yield image_id, batch.column("bytes")[n].as_py()
 
 
-def read_image_bytes(table: Path, image_ids: list[str]) -> dict[str, bytes]:
+def read_image_bytes(table: Location, image_ids: list[str]) -> dict[str, bytes]:
     """The bytes of a few images, by id (images not in the mirror are left out)."""
     return dict(iter_image_bytes(table, image_ids))
 
 
-def first_paths(table: Path, image_ids: list[str]) -> dict[str, str]:
+def first_paths(table: Location, image_ids: list[str]) -> dict[str, str]:
     """A display path for each of a few images, by id."""
     if not image_ids:
         return {}
@@ -357,7 +362,7 @@ def first_paths(table: Path, image_ids: list[str]) -> dict[str, str]:
     return {r["image_id"]: (r["paths"] or [r["image_id"]])[0] for r in rows.to_pylist()}
 
 
-def purge_deleted_bytes(table: Path) -> int:
+def purge_deleted_bytes(table: Location) -> int:
     """Drop every deleted image's bytes now and vacuum both tables: afterwards no file of the mirror
     holds them (for an erasure request). Returns the bytes dropped.
 
@@ -382,6 +387,6 @@ def _ids_filter(ids: set[str]) -> str | None:
     return sql_in("image_id", sorted(ids)) if len(ids) <= FEW_IDS else None
 
 
-def _column(table: Path, schema: pa.Schema, name: str, among: set[str] | None = None) -> list[str]:
+def _column(table: Location, schema: pa.Schema, name: str, among: set[str] | None = None) -> list[str]:
     values = read_table(table, schema, [name], _ids_filter(among) if among is not None else None)[name].to_pylist()
     return values if among is None else [v for v in values if v in among]

@@ -7,16 +7,16 @@ fixed or deleted file leaves the quarantine, and first-seen time and attempt cou
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pyarrow as pa
 from deltalake import write_deltalake
 
 from assets_pkg.delta_tables import exclusive, open_table, read_table, sql_literal, with_commit_retry
 from assets_pkg.layout import QUARANTINE_SCHEMA
+from assets_pkg.storage import Location, delta_options, uri
 
 
-def replace_stage_quarantine(table: Path, stage: str, entries: list[tuple[str, str | None, str]]) -> int:
+def replace_stage_quarantine(table: Location, stage: str, entries: list[tuple[str, str | None, str]]) -> int:
     """Make the quarantine rows of `stage` exactly `entries` [(path, image_id, reason)].
 
     Returns how many entries there are. Writes nothing when the stage had none and has none.
@@ -25,7 +25,7 @@ def replace_stage_quarantine(table: Path, stage: str, entries: list[tuple[str, s
         return _replace_stage_quarantine(table, stage, entries)
 
 
-def _replace_stage_quarantine(table: Path, stage: str, entries: list[tuple[str, str | None, str]]) -> int:
+def _replace_stage_quarantine(table: Location, stage: str, entries: list[tuple[str, str | None, str]]) -> int:
     now = datetime.now(timezone.utc)
     previous = {
         row["path"]: row
@@ -49,9 +49,10 @@ def _replace_stage_quarantine(table: Path, stage: str, entries: list[tuple[str, 
         if not rows:
             existing.delete(f"stage = {sql_literal(stage)}")
         elif existing is None:
-            write_deltalake(str(table), data, mode="append")
+            write_deltalake(uri(table), data, mode="append", storage_options=delta_options(table))
         else:
-            write_deltalake(str(table), data, mode="overwrite", predicate=f"stage = {sql_literal(stage)}")
+            write_deltalake(uri(table), data, mode="overwrite", predicate=f"stage = {sql_literal(stage)}",
+                            storage_options=delta_options(table))
 
     with_commit_retry(write)
     return len(rows)

@@ -76,6 +76,11 @@ def labels_for(root: Path, file: Path, root_real: str | None = None) -> list[str
         raise Unusable(f"labels sidecar {os.path.basename(sidecar)}: {err}") from None
     except OSError as err:
         raise Unusable(f"labels sidecar {os.path.basename(sidecar)}: cannot read: {_read_error(err)}") from None
+    return labels_from_text(text)
+
+
+def labels_from_text(text: str) -> list[str]:
+    """The labels a sidecar's text names: one per line or comma-separated, normalised, sorted, unique."""
     return sorted({lbl for lbl in map(normalise_label, text.replace(",", "\n").splitlines()) if lbl})
 
 

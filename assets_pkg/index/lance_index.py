@@ -34,6 +34,7 @@ from lancedb.index import IvfSq, LabelList
 
 from assets_pkg.delta_tables import exclusive, sql_in
 from assets_pkg.layout import slugify
+from assets_pkg.storage import Location, check_leases, lance_options, uri
 
 ANN_MIN_ROWS = 10_000
 RETRAIN_FACTOR = 2.0  # retrain once the table is this many times larger (or smaller) than at training
@@ -172,12 +173,13 @@ def needs_training(trained: AnnParams | None, num_rows: int, dim: int, index_seg
     return not trained.num_rows / RETRAIN_FACTOR < num_rows < trained.num_rows * RETRAIN_FACTOR
 
 
-def connect(lance_dir: Path):
+def connect(lance_dir: Location):
+    """The LanceDB database at `lance_dir`: a local folder, or an s3:// prefix (assets_pkg/storage.py)."""
     lance_dir.mkdir(parents=True, exist_ok=True)
-    return lancedb.connect(str(lance_dir))
+    return lancedb.connect(uri(lance_dir), storage_options=lance_options(lance_dir))
 
 
-def open_index(lance_dir: Path, model_key: str):
+def open_index(lance_dir: Location, model_key: str):
     """The model key's table, or None before its first sync."""
     return _open(connect(lance_dir), table_name(model_key))
 
@@ -189,7 +191,7 @@ def _open(db, name: str):
         return None
 
 
-def sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa.Table, dim: int,
+def sync_index(lance_dir: Location, model_key: str, vectors: pa.Table, metadata: pa.Table, dim: int,
                ann_min_rows: int = ANN_MIN_ROWS) -> IndexChanges:
     """Make the model key's table hold exactly the rows of `vectors` joined with mirror `metadata`.
 
@@ -199,7 +201,7 @@ def sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa.
         return _sync_index(lance_dir, model_key, vectors, metadata, dim, ann_min_rows)
 
 
-def _sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa.Table, dim: int,
+def _sync_index(lance_dir: Location, model_key: str, vectors: pa.Table, metadata: pa.Table, dim: int,
                 ann_min_rows: int) -> IndexChanges:
     db = connect(lance_dir)
     name = table_name(model_key)
@@ -217,8 +219,10 @@ def _sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa
     stale = {i for i in set(have_meta) & set(want_meta) if have_meta[i] != want_meta[i]}
     added = set(want_meta) - set(have_meta)
     if removed | stale:
+        check_leases()  # on object storage: stop here if another run took this index's lease
         table.delete(sql_in("image_id", sorted(removed | stale)))
     if added | stale:
+        check_leases()
         changed = added | stale  # once, not per row: quadratic at a million rows
         mask = pa.array([i in changed for i in want["image_id"].to_pylist()], pa.bool_())
         table.add(want.filter(mask))
@@ -252,7 +256,7 @@ def _sync_index(lance_dir: Path, model_key: str, vectors: pa.Table, metadata: pa
         # Compaction merges small fragments, folds new rows into the indices, and drops old versions.
         table.optimize(cleanup_older_than=KEEP_OLD_VERSIONS_FOR)
     if changes.ann_built:  # tuned on the index as queries will see it, after optimize()
-        changes.ann = tune_search(table, changes.ann)
+        changes.ann = tune_search(table, changes.ann, lance_dir)
         # Recorded last, once the index is built, compacted and tuned.
         table.update_field_metadata({"path": "vector", "metadata": {ANN_RECORD_KEY: changes.ann.to_json()}})
     changes.version = table.version
@@ -284,12 +288,12 @@ class IndexReader:
     API on a loop thread shared by all readers: at a million rows a query takes ~4 ms there and
     ~5.6 ms through the sync API, whose own round trips (schema lookups, thread hops) add ~1.5 ms."""
 
-    def __init__(self, table, params: AnnParams | None = None):
+    def __init__(self, table, params: AnnParams | None = None, lance_dir: Location | None = None):
         self.table = table
         self.params = None  # flat search
         if has_vector_index(table):  # an index without a record is searched with the default settings
             self.params = params or trained_params(table) or ann_params(table.count_rows(), _dim(table))
-        self._table = _run(_open_async(table, table.version))
+        self._table = _run(_open_async(table, table.version, lance_dir))
 
     def prewarm(self) -> None:
         """Load the vector index into memory now rather than partition by partition on first use
@@ -329,18 +333,21 @@ class IndexReader:
         return await builder.select([*RESULT_COLUMNS, "vector"] if with_vectors else RESULT_COLUMNS).to_arrow()
 
 
-def open_reader(lance_dir: Path, model_key: str) -> IndexReader | None:
+def open_reader(lance_dir: Location, model_key: str) -> IndexReader | None:
     """A reader on the model key's table as it is now, or None before its first sync."""
     table = open_index(lance_dir, model_key)
-    return None if table is None else IndexReader(table)
+    return None if table is None else IndexReader(table, lance_dir=lance_dir)
 
 
 def _dim(table) -> int:
     return table.schema.field("vector").type.list_size
 
 
-async def _open_async(table, version: int):
-    db = await lancedb.connect_async(str(Path(table.uri).parent))
+async def _open_async(table, version: int, lance_dir: Location | None = None):
+    """`table` at `version` through the async API; `lance_dir` (needed on object storage, for its
+    connection) defaults to the local folder the table is in."""
+    home = lance_dir if lance_dir is not None else Path(table.uri).parent
+    db = await lancedb.connect_async(uri(home), storage_options=lance_options(home))
     opened = await db.open_table(table.name)
     await opened.checkout(version)
     return opened
@@ -358,7 +365,7 @@ def _run(coroutine):
     return asyncio.run_coroutine_threadsafe(coroutine, _loop()).result()
 
 
-def tune_search(table, params: AnnParams) -> AnnParams:
+def tune_search(table, params: AnnParams, lance_dir: Location | None = None) -> AnnParams:
     """`params` with the fewest probes (of NPROBES_STEPS, else all partitions) at which recall@10
     reaches TUNED_RECALL, plain and filtered on the commonest label, for TUNING_QUERIES of the
     table's own vectors. The margin over the recall check's 0.95 (measured there on another
@@ -368,7 +375,7 @@ def tune_search(table, params: AnnParams) -> AnnParams:
     Should even every partition miss the target, the codes rank these vectors too coarsely: the
     refine factor doubles while that helps (exact ties cap recall by ids below 1 whatever the
     factor, so it stops when a doubling gains under half a point) or reaches the target."""
-    reader = IndexReader(table, params)
+    reader = IndexReader(table, params, lance_dir)
     reader.prewarm()
     queries = sample_vectors(reader.table, TUNING_QUERIES, seed=1)
     label = commonest_label(reader.table)
