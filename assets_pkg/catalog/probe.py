@@ -106,7 +106,7 @@ def undecodable(data: bytes, err: BaseException, purpose: str = "", fmt: str | N
 def _first_bytes(data: bytes, n: int = 12) -> str:
     head = data[:n]
     text = head.decode("ascii", errors="replace")
-    if text.isprintable() and "\ufffd" not in text:
+    if all(c.isprintable() or c in "\t\r\n" for c in text) and "\ufffd" not in text:
         return repr(text)
     return "0x" + head.hex()
 
