@@ -157,7 +157,8 @@ segments:
     assert [s.key for s in parsed.segments] == ["in-images", "in-data-dir", "missing"]
     assert [(s.reference_image, s.reference_weight) for s in parsed.segments[:2]] == [("dog/a.jpg", 0.5),
                                                                                       ("refs/b.jpg", 0.25)]
-    assert [e.split(":")[0] for e in parsed.errors] == ["segment #3", "segment #4", "segment #5", "segment #6"]
+    assert [e.split(":")[0] for e in parsed.errors] == ["segment #3 (line 5)", "segment #4 (line 6)",
+                                                        "segment #5 (line 7)", "segment #6 (line 8)"]
     assert "relative" in parsed.errors[0] and "without '..'" in parsed.errors[1]
     assert "outside 0..1" in parsed.errors[2] and "without a reference_image" in parsed.errors[3]
 
