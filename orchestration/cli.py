@@ -122,10 +122,10 @@ def build_parser() -> Parser:
                              description="`dagster dev` on the instance the other commands write to. Its links "
                                          f"to MLflow runs point at ${MLFLOW_UI_URL} (default {DEFAULT_MLFLOW_UI}), "
                                          "where `adrag mlflow` listens unless given another --host/--port.")
-    ui.add_argument("--host", default="127.0.0.1",
-                    help="address the Dagster UI listens on (dagster dev -h; default 127.0.0.1)")
-    ui.add_argument("--port", type=port_number, default=3000,
-                    help="port the Dagster UI listens on (dagster dev -p; default 3000)")
+    ui.add_argument("--host", help="address the Dagster UI listens on (dagster dev -h; default 127.0.0.1, "
+                                   "or $DAGSTER_CLI_DEV_HOST)")
+    ui.add_argument("--port", type=port_number,
+                    help="port the Dagster UI listens on (dagster dev -p; default 3000, or $DAGSTER_CLI_DEV_PORT)")
     mlflow = commands.add_parser(
         "mlflow", parents=options, help=f"start the MLflow UI on this project's MLflow store (${MLFLOW_UI_URL})",
         description=f"`mlflow ui` on the store the runs log to, listening where ${MLFLOW_UI_URL} (default "
@@ -254,7 +254,7 @@ def dagster_home(data_dir: Path) -> Path:
     return home
 
 
-def launch_ui(overrides: dict[str, str], home: Path, host: str, port: int) -> int:
+def launch_ui(overrides: dict[str, str], home: Path, host: str | None, port: int | None) -> int:
     import dagster as dg
 
     from orchestration.pools import apply_pool_limits
@@ -266,7 +266,8 @@ def launch_ui(overrides: dict[str, str], home: Path, host: str, port: int) -> in
     with dg.DagsterInstance.from_config(str(home)) as instance:
         apply_pool_limits(instance, environ)
     root = Path(__file__).resolve().parent.parent
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(root / "workspace.yaml"), "-h", host, "-p", str(port)]
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(root / "workspace.yaml"),
+               *(["-h", host] if host else []), *(["-p", str(port)] if port else [])]  # unset: dagster dev's own
     print(f"DAGSTER_HOME={home} {' '.join(command)}", flush=True)
     os.chdir(root)
     os.execve(sys.executable, command, environ)

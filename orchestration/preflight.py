@@ -61,8 +61,9 @@ def check_segments(segments_file: Path, wanted: list[str] | None) -> SegmentsFil
         raise CannotRun(f"{err}; nothing was run, the segment partitions are as they were") from None
     known = [s.key for s in segments.segments]
     if unknown := [key for key in wanted or [] if key not in known]:
+        unusable = f" (and entries it cannot use: {'; '.join(segments.errors)})" if segments.errors else ""
         raise CannotRun(f"unknown segment key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in --segments; "
-                        f"{segments_file} has: {', '.join(known) or 'none'}", USAGE)
+                        f"{segments_file} has: {', '.join(known) or 'none'}{unusable}", USAGE)
     return segments
 
 

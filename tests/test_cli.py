@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -292,3 +293,42 @@ def test_run_without_reachable_weights_fails_at_once_in_one_line_without_a_trace
     assert run.stderr.startswith("adrag run: cannot load open_clip weights ViT-B-32/laion2b_s34b_b79k: the weights "
                                  "are not cached and 127.0.0.1 cannot be reached."), run.stderr
     assert time.perf_counter() - started < 120  # no hub retries: the import of the project is most of it
+
+
+def test_ui_and_mlflow_pass_host_and_port_to_their_servers(tmp_path, monkeypatch, capsys):
+    """What `adrag ui` and `adrag mlflow` exec (os.execve/execv stopped just before): --host/--port reach
+    `dagster dev -h/-p` and `mlflow ui`; MLflow moved away from ADRAG_MLFLOW_UI_URL says what to set."""
+    from orchestration import cli
+
+    class Exec(Exception):
+        pass
+
+    def stop(path, argv, env=None):
+        raise Exec(argv, env)
+
+    clean_environment(monkeypatch, tmp_path)
+    monkeypatch.chdir(REPO)  # the launchers chdir to the project
+    monkeypatch.setattr(os, "execve", stop)
+    monkeypatch.setattr(os, "execv", stop)
+    data = str(tmp_path / "data")
+
+    with pytest.raises(Exec) as ui:
+        cli.main(["ui", "--data-dir", data, "--offline", "--host", "0.0.0.0", "--port", "3001"])
+    argv, env = ui.value.args
+    assert argv[2:5] == ["dagster", "dev", "-w"] and argv[-4:] == ["-h", "0.0.0.0", "-p", "3001"]
+    assert env["ADRAG_CLIP_MODEL"] == "adrag-tiny-clip" and env["DAGSTER_HOME"] == f"{data}/dagster_home"
+    with pytest.raises(Exec) as ui:
+        cli.main(["--data-dir", data, "ui"])
+    assert "-p" not in ui.value.args[0], "unset: dagster dev's own default (or $DAGSTER_CLI_DEV_PORT)"
+
+    monkeypatch.setenv("ADRAG_MLFLOW_UI_URL", "http://127.0.0.1:5002")
+    with pytest.raises(Exec) as mlflow:
+        cli.main(["mlflow", "--data-dir", data])
+    assert mlflow.value.args[0][-4:] == ["--host", "127.0.0.1", "--port", "5002"]
+    assert capsys.readouterr().err == ""
+    with pytest.raises(Exec) as mlflow:
+        cli.main(["mlflow", "--data-dir", data, "--port", "5003"])
+    assert mlflow.value.args[0][-4:] == ["--host", "127.0.0.1", "--port", "5003"]
+    assert capsys.readouterr().err == (
+        "adrag mlflow: note: Dagster links MLflow runs to http://127.0.0.1:5002, not to this UI: for links here, run "
+        "every adrag command (`adrag ui`, `adrag run`) with ADRAG_MLFLOW_UI_URL=http://127.0.0.1:5003\n")
