@@ -206,7 +206,9 @@ def test_user_errors_are_one_line_and_an_exit_status_before_anything_runs(data_d
           "file with ADRAG_CLIP_WEIGHTS=/path/to/open_clip_model.safetensors (ADRAG_CLIP_MODEL names its "
           "architecture), or run the plumbing offline on random weights: ADRAG_CLIP_MODEL=adrag-tiny-clip "
           "ADRAG_CLIP_WEIGHTS=random (or `adrag --offline demo`).")
-    restore = lambda: segments.write_text(good_segments)  # noqa: E731
+    def restore():
+        segments.write_text(good_segments)
+
     check(["--data-dir", d, "run", "--offline"], 1,
           f"adrag run: segments file {segments} is not valid YAML: line 4, column 4: expected <block end>, but found "
           "'<block mapping start>' (while parsing a block collection that starts on line 2); nothing was run, the "
@@ -285,7 +287,7 @@ def test_run_without_reachable_weights_fails_at_once_in_one_line_without_a_trace
     (data_dir / "images").mkdir(parents=True)
     started = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "orchestration.cli", "--data-dir", str(data_dir), "run"],
-                         cwd=REPO, capture_output=True, text=True, timeout=300,
+                         check=False, cwd=REPO, capture_output=True, text=True, timeout=300,
                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"),
                               "HF_ENDPOINT": "http://127.0.0.1:9"})
     assert run.returncode == 1 and run.stdout == "", run.stdout + run.stderr
