@@ -6,9 +6,14 @@
                                       [--image-weight W], negative terms ("dog -leash"), --label L
     adrag ask "which photos show a dog outdoors?" [-k 4] [--no-rag | --compare]
                                       a vision chat model answers from the top-k images, citing their paths
-    adrag ui                          dagster dev on the same instance the commands above write to
-    adrag mlflow                      the MLflow UI on the same store, where Dagster's run links point
+    adrag ui [--host H --port P]      dagster dev on the same instance the commands above write to
+    adrag mlflow [--host H --port P]  the MLflow UI on the same store, where Dagster's run links point
+                                      (ADRAG_MLFLOW_UI_URL: set it once and both agree)
     adrag studio [--host H --port P]  the review studio (Streamlit): review a segment, approve, make its ad
+
+--data-dir and --offline go before or after the command (`adrag demo --offline`). A bad value or a
+missing input is one line on stderr and a non-zero exit status: 2 for a bad argument, 1 for a file,
+folder or model that cannot be used.
 """
 
 from __future__ import annotations
@@ -19,28 +24,77 @@ import sys
 from pathlib import Path
 
 from assets_pkg.answers import questions
+from orchestration.preflight import CannotRun, check_clip_weights
 from orchestration.settings import RESOURCE_SETTINGS, is_set, missing_vision_model, vision_model_values
 
 DATA_DIR = RESOURCE_SETTINGS["data_store"]["data_dir"]
+MLFLOW_UI_URL = RESOURCE_SETTINGS["mlflow_tracking"]["ui_url"]
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"  # MlflowTracking.ui_url's default
 IMAGES_DIR = RESOURCE_SETTINGS["data_store"]["images_dir"]
 STUDIO_TOKEN = "ADRAG_STUDIO_TOKEN"  # when set, the studio page asks for it first
 NO_QUALITY_BAR = "-1"  # the lowest cosine: every ad passes
 NEAR_DUPLICATE_COSINE = RESOURCE_SETTINGS["candidate_diversity"]["near_duplicate_cosine"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="adrag", description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help=f"the data directory (default ${DATA_DIR}, else ./data)")
-    parser.add_argument("--offline", action="store_true",
-                        help="use the tiny random-weight CLIP model (no download): shows the plumbing, not real retrieval")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="make a demo catalog and run the whole pipeline")
-    demo.add_argument("--images-per-subject", type=int, default=12)
-    run = commands.add_parser("run", help="run the whole graph over an image folder")
-    run.add_argument("--images", help="the source image folder (default <data dir>/images)")
-    run.add_argument("--segments", nargs="*", help="segment keys to generate (default: all in the segments file)")
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block) with exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {text!r}")
+    return port
+
+
+def at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def common_options(after_command: bool) -> argparse.ArgumentParser:
+    """--data-dir and --offline, for the top level and (`after_command`) every command: there the
+    defaults are suppressed, so an option given only before the command keeps its value."""
+    options = Parser(add_help=False)
+    unset = {"default": argparse.SUPPRESS} if after_command else {}
+    options.add_argument("--data-dir", metavar="DIR", **unset,
+                         help=f"the data directory: images/, brand/brand.png, segments.yaml and what the runs write "
+                              f"(default ${DATA_DIR}, else ./data)")
+    options.add_argument("--offline", action="store_true", **unset,
+                         help="use the tiny random-weight CLIP model (no download): shows the plumbing, not real "
+                              "retrieval")
+    return options
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="adrag", description=__doc__.splitlines()[0], parents=[common_options(False)],
+                    epilog="Each command has its own --help.")
+    options = [common_options(True)]
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser("demo", parents=options, help="make a demo catalog and run the whole pipeline",
+                               description="Draw a demo photo catalog (and brand image, segments file) under the "
+                                           "data directory, then run the whole graph on it, as `adrag run` does.")
+    demo.add_argument("--images-per-subject", type=at_least_one, default=12, metavar="N",
+                      help="demo photos drawn per subject (dog, cat, ...), at least 1 (default 12)")
+    run = commands.add_parser("run", parents=options, help="run the whole graph over an image folder",
+                              description="Refresh the catalog (scan, mirror, embed, index) from the image folder, "
+                                          "then make an ad for each segment of the segments file.")
+    run.add_argument("--images", metavar="DIR", help="the source image folder (default <data dir>/images)")
+    run.add_argument("--segments", nargs="*", metavar="KEY",
+                     help="segment keys to make ads for (default: every segment in <data dir>/segments.yaml)")
     search = commands.add_parser(
-        "search", help="search the index by text, image or both",
+        "search", parents=options, help="search the index by text, image or both",
         description="Top-k images by cosine to one query vector (assets_pkg/index/queries.py): text, an image, "
                     "both fused, minus negative terms, within labels.")
     search.add_argument("query", nargs="?", default="",
@@ -53,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="how far the negative terms push the query away, 0..1 (default 0.5)")
     search.add_argument("--label", action="append", default=[], dest="labels", metavar="LABEL",
                         help="only images carrying this label (repeat for any of several)")
-    ask = commands.add_parser("ask", help="answer a question from the top-k images with a vision chat model "
-                              "(ADRAG_LLM_BASE_URL, ADRAG_VISION_MODEL), citing their paths; logged to MLflow")
-    ask.add_argument("question")
+    ask = commands.add_parser("ask", parents=options,
+                              help="answer a question from the top-k images with a vision chat model "
+                                   "(ADRAG_LLM_BASE_URL, ADRAG_VISION_MODEL), citing their paths; logged to MLflow")
+    ask.add_argument("question", help='what to ask about the photos, e.g. "which photos show a dog outdoors?"')
     ask.add_argument("-k", default=str(questions.DEFAULT_K),
                      help=f"images retrieved and shown to the model, 1-{questions.MAX_K} "
                           f"(default {questions.DEFAULT_K})")
@@ -63,14 +118,40 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--no-rag", action="store_true", help="the model alone, no images (the baseline)")
     mode.add_argument("--compare", action="store_true",
                       help="both, with images and without: two MLflow runs with a shared `comparison` tag")
-    commands.add_parser("ui", help="start dagster dev on this project's Dagster instance")
-    commands.add_parser("mlflow", help="start the MLflow UI on this project's MLflow store (ADRAG_MLFLOW_UI_URL)")
-    studio = commands.add_parser("studio", help="start the review studio (a Streamlit page)")
+    ui = commands.add_parser("ui", parents=options, help="start dagster dev on this project's Dagster instance",
+                             description="`dagster dev` on the instance the other commands write to. Its links "
+                                         f"to MLflow runs point at ${MLFLOW_UI_URL} (default {DEFAULT_MLFLOW_UI}), "
+                                         "where `adrag mlflow` listens unless given another --host/--port.")
+    ui.add_argument("--host", help="address the Dagster UI listens on (dagster dev -h; default 127.0.0.1, "
+                                   "or $DAGSTER_CLI_DEV_HOST)")
+    ui.add_argument("--port", type=port_number,
+                    help="port the Dagster UI listens on (dagster dev -p; default 3000, or $DAGSTER_CLI_DEV_PORT)")
+    mlflow = commands.add_parser(
+        "mlflow", parents=options, help=f"start the MLflow UI on this project's MLflow store (${MLFLOW_UI_URL})",
+        description=f"`mlflow ui` on the store the runs log to, listening where ${MLFLOW_UI_URL} (default "
+                    f"{DEFAULT_MLFLOW_UI}) says: Dagster's links to MLflow runs use that URL. To listen elsewhere, "
+                    f"set ${MLFLOW_UI_URL} for every adrag command (`export {MLFLOW_UI_URL}=http://HOST:PORT`); "
+                    "--host/--port alone move only this UI, and it says which URL the links then need.")
+    mlflow.add_argument("--host", help=f"address to listen on (default: the host of ${MLFLOW_UI_URL})")
+    mlflow.add_argument("--port", type=port_number, help=f"port to listen on (default: the port of ${MLFLOW_UI_URL})")
+    studio = commands.add_parser("studio", parents=options, help="start the review studio (a Streamlit page)")
     studio.add_argument("--host", default="127.0.0.1",
-                        help=f"address to listen on; other than loopback only with ${STUDIO_TOKEN} set")
-    studio.add_argument("--port", type=int, default=8501)
-    args = parser.parse_args(argv)
+                        help=f"address to listen on (default 127.0.0.1); other than loopback only with "
+                             f"${STUDIO_TOKEN} set")
+    studio.add_argument("--port", type=port_number, default=8501, help="port to listen on (default 8501)")
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_command(args)
+    except CannotRun as err:
+        print(f"adrag {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+def run_command(args: argparse.Namespace) -> int:
     if args.command == "studio" and not is_loopback(args.host) and not os.environ.get(STUDIO_TOKEN):
         print(f"adrag studio: refusing to listen on {args.host} without ${STUDIO_TOKEN} set "
               "(anyone who can reach it could approve ads)", file=sys.stderr)
@@ -92,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = settings_from_flags(args)
     home = dagster_home(Path(overrides[DATA_DIR]))
     if args.command == "ui":
-        return launch_ui(overrides, home)
+        return launch_ui(overrides, home, args.host, args.port)
     if args.command == "mlflow":
-        return launch_mlflow_ui(overrides)
+        return launch_mlflow_ui(overrides, args.host, args.port)
     if args.command == "studio":
         return launch_studio(overrides, home, args.host, args.port)
 
@@ -109,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_search(project, args)
     if args.command == "ask":
         from orchestration.ask import run_ask
+
+        if not args.no_rag:  # the images come from the index, through CLIP
+            check_clip_weights(project.current["clip"].spec)
 
         with_images, alone = questions.WITH_IMAGES, questions.MODEL_ALONE
         modes = [alone] if args.no_rag else [with_images, alone] if args.compare else [with_images]
@@ -129,6 +213,7 @@ def run_search(project, args: argparse.Namespace) -> int:
                                                    ("negative_weight", args.negative_weight)) if value is not None}
         query = Query.parse(args.query, image, args.labels, **weights)
         query.check()  # before the model loads
+        check_clip_weights(project.current["clip"].spec)
         return runner.print_search(project, query, args.k)
     except BadQuery as err:
         print(f"adrag search: {err}", file=sys.stderr)
@@ -169,7 +254,7 @@ def dagster_home(data_dir: Path) -> Path:
     return home
 
 
-def launch_ui(overrides: dict[str, str], home: Path) -> int:
+def launch_ui(overrides: dict[str, str], home: Path, host: str | None, port: int | None) -> int:
     import dagster as dg
 
     from orchestration.pools import apply_pool_limits
@@ -181,7 +266,8 @@ def launch_ui(overrides: dict[str, str], home: Path) -> int:
     with dg.DagsterInstance.from_config(str(home)) as instance:
         apply_pool_limits(instance, environ)
     root = Path(__file__).resolve().parent.parent
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(root / "workspace.yaml")]
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(root / "workspace.yaml"),
+               *(["-h", host] if host else []), *(["-p", str(port)] if port else [])]  # unset: dagster dev's own
     print(f"DAGSTER_HOME={home} {' '.join(command)}", flush=True)
     from orchestration.supervise import run_supervised
 
@@ -189,16 +275,32 @@ def launch_ui(overrides: dict[str, str], home: Path) -> int:
     return run_supervised(command, environ, cwd=root)
 
 
-def launch_mlflow_ui(overrides: dict[str, str]) -> int:
+def mlflow_address(ui_url: str, host: str | None, port: int | None) -> tuple[str, int, str | None]:
+    """Where `adrag mlflow` listens: the flags, else ADRAG_MLFLOW_UI_URL's host and port. The third item
+    is a note when that is not where Dagster's links point (the URL to set instead), else None."""
     from urllib.parse import urlsplit
 
+    address = urlsplit(ui_url or DEFAULT_MLFLOW_UI)
+    listen_host, listen_port = host or address.hostname or "127.0.0.1", port or address.port or 5000
+    if (listen_host, listen_port) == (address.hostname, address.port):
+        return listen_host, listen_port, None
+    shown = "localhost" if listen_host in ("0.0.0.0", "::") else listen_host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return listen_host, listen_port, (
+        f"Dagster links MLflow runs to {ui_url or '(nowhere: no URL set)'}, not to this UI: for links here, run "
+        f"every adrag command (`adrag ui`, `adrag run`) with {MLFLOW_UI_URL}=http://{shown}:{listen_port}")
+
+
+def launch_mlflow_ui(overrides: dict[str, str], host: str | None, port: int | None) -> int:
     from orchestration.resources import build_resources
 
     resources = build_resources(overrides, read_now=True)
     store = resources["mlflow_tracking"].store(resources["data_store"].layout)  # the store the runs log to
-    address = urlsplit(store.ui_url)
+    listen_host, listen_port, note = mlflow_address(store.ui_url, host, port)
+    if note:
+        print(f"adrag mlflow: note: {note}", file=sys.stderr, flush=True)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.tracking_uri,
-               "--host", address.hostname or "127.0.0.1", "--port", str(address.port or 5000)]
+               "--host", listen_host, "--port", str(listen_port)]
     print(" ".join(command), flush=True)
     os.execv(sys.executable, command)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Mapping
@@ -19,6 +21,7 @@ from assets_pkg.layout import DataLayout
 from orchestration.definitions import build_definitions
 from orchestration.failures import record_failure
 from orchestration.jobs import SEGMENTS_TAG, TRIGGER_TAG, segments_tag
+from orchestration.preflight import check_brand_image, check_clip_weights, check_images_folder, check_segments
 from orchestration.resources import build_resources
 from orchestration.sensors import describe_failed_run
 
@@ -70,12 +73,45 @@ def sync_segment_partitions(instance: dg.DagsterInstance, segments_file) -> list
     return wanted
 
 
+@dataclass
+class RunReport:
+    """What the end summary says besides the ads: why each failed segment failed, in this command's
+    runs, and the asset checks that did not pass (warnings such as the quarantine rate included)."""
+
+    since: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    reasons: dict[str, str] = field(default_factory=dict)  # failed segment key -> why
+    checks: list[str] = field(default_factory=list)  # one line per failed check
+
+    def add_checks(self, instance: dg.DagsterInstance, run_id: str) -> None:
+        for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+            evaluation = record.dagster_event.event_specific_data
+            if not evaluation.passed:
+                partition = f" [{evaluation.partition}]" if getattr(evaluation, "partition", None) else ""
+                self.checks.append(f"{evaluation.severity.value:<5} {evaluation.asset_key.to_user_string()}"
+                                   f"{partition} {evaluation.check_name}: {evaluation.description}")
+
+
+def preflight(project: Project, segment_keys: list[str] | None) -> None:
+    """`CannotRun` (one line) for what would fail the runs: the folder, the weights, the segments file,
+    an unknown --segments key, the brand image (only when there are segments to make ads for)."""
+    where = project.layout
+    check_images_folder(where.images_dir)
+    check_clip_weights(project.current["clip"].spec)
+    if check_segments(where.segments_file, segment_keys):
+        check_brand_image(where)
+
+
 def run_everything(project: Project, segment_keys: list[str] | None = None) -> int:
+    """The whole graph: the catalog, then the chosen segments' campaigns (all by default). `CannotRun`
+    before anything runs when the inputs cannot work (`preflight`)."""
+    preflight(project, segment_keys)
     where = project.layout
     started = time.perf_counter()
+    report = RunReport()
     with project.instance() as instance:
         catalog = project.defs.resolve_job_def("refresh_catalog").execute_in_process(
             run_config=RUN_CONFIG, instance=instance, raise_on_error=False, tags={TRIGGER_TAG: CLI})
+        report.add_checks(instance, catalog.run_id)
         if not catalog.success:
             report_failed_run(instance, where, catalog.dagster_run)
             print("refresh_catalog failed; the run is in the Dagster UI (`adrag ui`)")
@@ -86,18 +122,20 @@ def run_everything(project: Project, segment_keys: list[str] | None = None) -> i
                                 if k in ("files", "quarantined", "added", "removed", "embedded", "images_per_s", "rows"))
             print(f"  {event.asset_key.to_user_string():<18} {summary}")
         if not where.segments_file.is_file():
+            print_checks(report)
             print(f"no segments file at {where.segments_file}: the catalog is ready; write one (see "
                   f"{PROJECT_SEGMENTS}) to generate campaigns")
             return 0
         keys = sync_segment_partitions(instance, where.segments_file)
         chosen = [k for k in keys if not segment_keys or k in segment_keys]
-        failed = generate_segments(project, chosen, instance)
-    print_outputs(project, chosen, failed, time.perf_counter() - started)
+        failed = generate_segments(project, chosen, instance, report)
+    print_outputs(project, chosen, failed, time.perf_counter() - started, report)
     return 1 if failed else 0
 
 
-def generate_segments(project: Project, keys: list[str], instance: dg.DagsterInstance) -> list[str]:
-    """Generate the segments' campaigns; returns the keys that failed.
+def generate_segments(project: Project, keys: list[str], instance: dg.DagsterInstance,
+                      report: RunReport | None = None) -> list[str]:
+    """Generate the segments' campaigns; returns the keys that failed (why, and the failed checks, in `report`).
 
     Like a backfill launched from the UI (the campaign assets' single-run backfill policy), each
     stretch of consecutive partitions is one run, in which generations overlap up to the image API
@@ -116,19 +154,25 @@ def generate_segments(project: Project, keys: list[str], instance: dg.DagsterIns
                                                limit=100_000).records
         made = {r.asset_materialization.partition for r in records
                 if r.asset_materialization.asset_key == dg.AssetKey("campaign_ad")}
-        failed.extend(key for key in stretch if key not in made)
+        failed_here = [key for key in stretch if key not in made]
+        failed.extend(failed_here)
+        if report is not None:
+            report.add_checks(instance, result.run_id)
         if not result.success:
-            report_failed_run(instance, project.layout, result.dagster_run)
+            failure = report_failed_run(instance, project.layout, result.dagster_run)
+            if report is not None:
+                report.reasons.update({key: failure.error for key in failed_here})
     return failed
 
 
-def report_failed_run(instance: dg.DagsterInstance, where: DataLayout, run: dg.DagsterRun) -> None:
+def report_failed_run(instance: dg.DagsterInstance, where: DataLayout, run: dg.DagsterRun):
     """Say why the run failed (each step's error, each failed check's advice) and record it where the
-    run-failure sensor does: CLI runs are in-process, so no daemon may be watching."""
+    run-failure sensor does: CLI runs are in-process, so no daemon may be watching. Returns the failure."""
     failure = describe_failed_run(instance, run)
     for reason in failure.error.split(" | "):
         print(f"  {reason}")
     record_failure(where.failures_table, failure)
+    return failure
 
 
 def consecutive_stretches(ordered: list[str], chosen: list[str]) -> list[list[str]]:
@@ -149,6 +193,7 @@ def run_demo(project: Project, images_per_subject: int = 12) -> int:
     from demo_catalog import make_demo_catalog
 
     where = project.layout
+    check_clip_weights(project.current["clip"].spec)  # before the demo catalog is drawn
     catalog = make_demo_catalog(where.data_dir, images_per_subject=images_per_subject)
     if not where.segments_file.exists():
         shutil.copyfile(PROJECT_SEGMENTS, where.segments_file)
@@ -156,19 +201,28 @@ def run_demo(project: Project, images_per_subject: int = 12) -> int:
     return run_everything(project)
 
 
-def print_outputs(project: Project, keys: list[str], failed: list[str], seconds: float) -> None:
+def print_outputs(project: Project, keys: list[str], failed: list[str], seconds: float,
+                  report: RunReport | None = None) -> None:
+    """The end summary: each segment's ad, or why it failed (never an older ad as if it were new), the
+    checks that did not pass, and where everything is."""
+    report = report or RunReport(since=datetime.min.replace(tzinfo=timezone.utc))
     where = project.layout
     latest = latest_campaigns(where)
     print(f"\nads ({len(keys) - len(failed)} of {len(keys)} segments, {seconds:.1f}s in all):")
     for key in keys:
         row = latest.get(key)
-        if row is None:
-            outcome = "FAILED before generation: see the run in the Dagster UI"
-        elif row["status"] == "failed":
+        if row is not None and key in failed and row["created_at"] < report.since:
+            row = None  # an earlier run's ad: not what this command made
+        if row is not None and row["status"] == "failed":
             outcome = f"FAILED: {row['error']}"
-        else:
+        elif row is not None:
             outcome = f"{row['output_path']}  ({row['subject']}, {row['generator_id']})"
+        elif key in report.reasons:
+            outcome = f"FAILED: {report.reasons[key]}"
+        else:
+            outcome = "FAILED before generation: see the run in the Dagster UI"
         print(f"  {key:<32} {outcome}")
+    print_checks(report)
     tables = ",".join(path.name for path in (where.manifest_table, where.quarantine_table, where.mirror_table,
                                               where.mirror_bytes_table, where.embeddings_table,
                                               where.candidates_table, where.campaigns_table))
@@ -177,6 +231,13 @@ def print_outputs(project: Project, keys: list[str], failed: list[str], seconds:
     store = project.current["mlflow_tracking"].store(where)
     print(f"MLflow runs:     {store.tracking_uri}  (browse: adrag mlflow, then {store.ui_url or 'its address'})")
     print("Dagster UI:      adrag ui")
+
+
+def print_checks(report: RunReport) -> None:
+    if report.checks:
+        print(f"\nchecks that did not pass ({len(report.checks)}; the Dagster UI has their details):")
+        for line in report.checks:
+            print(f"  {line}")
 
 
 def print_search(project: Project, query: Query, k: int) -> int:

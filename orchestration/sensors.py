@@ -115,7 +115,10 @@ def describe_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Run
         error = event.event_specific_data.error if event.event_specific_data else None
         while error is not None and error.cause is not None:  # the user's exception under Dagster's wrappers
             error = error.cause
-        errors.append(f"{event.step_key}: {error.message.strip() if error else event.message}")
+        message = error.message.strip() if error else event.message
+        if error is not None and error.cls_name == "Failure":  # our own words, without Dagster's class path
+            message = message.split("Failure: ", 1)[-1]
+        errors.append(f"{event.step_key}: {message}")
     for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.dagster_event.event_specific_data
         if not evaluation.passed:

@@ -277,3 +277,27 @@ def test_a_file_swapped_for_a_fifo_after_its_stat_is_not_read_and_does_not_block
         assert "replaced during scan" in str(err)
     else:
         raise AssertionError("a swapped file must read as vanished")
+
+
+def test_every_quarantine_reason_is_one_line_naming_the_format_and_the_problem(tmp_path):
+    """The scan's reasons for the corpus' files whose bytes it read say which format (the file's, from
+    Pillow or its signature, or "unknown format") and what is wrong, on one line: "cannot decode JPEG:
+    image file is truncated". (Reasons about the entry itself, a symlink or a FIFO, have no format.)"""
+    root = tmp_path / "images"
+    root.mkdir()
+    for k in KINDS:
+        if not k.unprivileged and not k.vanishes:
+            k.write(root)
+    rejected = scan.scan_folder(root).rejected
+    formats = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIC", "unknown format")
+    read = [r for r in rejected if r.image_id is not None and not r.reason.startswith("empty file")]
+    assert len(read) >= 12
+    for r in rejected:
+        assert r.reason == " ".join(r.reason.split()) and r.reason, r
+    for r in read:
+        assert any(f in r.reason for f in formats) and ": " in r.reason or "unsupported format" in r.reason, r
+    reasons = {r.path: r.reason for r in rejected}
+    assert reasons["truncated.jpg"] == "cannot decode JPEG: image file is truncated (48 bytes not processed)"
+    assert reasons["huge-header.jpg"].startswith("JPEG with too many pixels (4,225,000,000 claimed, over 64,000,000)")
+    assert reasons["page.png"] == ("not a recognised image file: unknown format, not one of GIF, JPEG, PNG, WEBP "
+                                   "(the bytes start with '<!doctype ht')")

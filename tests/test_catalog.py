@@ -70,7 +70,9 @@ def test_scan_labels_from_subfolder_or_sidecar_and_reuses_unchanged_rows(tmp_pat
     assert set(rows) == {"Golden_Retriever/a.jpg", "b.png"}
     assert rows["Golden_Retriever/a.jpg"]["labels"] == ["golden retriever"]
     assert rows["b.png"]["labels"] == ["beach", "dog", "sunny"]
-    assert [(r.path, r.reason) for r in first.rejected] == [("broken.jpg", "not a recognised image file")]
+    assert [(r.path, r.reason) for r in first.rejected] == [
+        ("broken.jpg", ("not a recognised image file: unknown format, not one of GIF, JPEG, PNG, WEBP "
+                        "(the bytes start with 'nope')"))]
     assert first.probed == 3
 
     second = scan_folder(tmp_path, previous=first.manifest)

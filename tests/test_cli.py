@@ -6,8 +6,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,3 +112,234 @@ def test_search_by_image_text_and_image_negatives_and_labels_and_bad_queries_in_
     ]:
         status, lines, err = search(*args)
         assert (status, lines, err) == (2, [], f"adrag search: {message}\n"), args
+
+
+# User errors: one line, an exit status, no traceback, nothing run --------------------------------
+
+def clean_environment(monkeypatch, tmp_path: Path) -> None:
+    """No adrag or Dagster settings from the caller; named CLIP weights neither cached nor downloadable."""
+    for name in [n for n in os.environ if n.startswith(("ADRAG_", "DAGSTER_HOME", "MLFLOW_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+
+
+def adrag_in_process(capsys, *args: str) -> tuple[int, str, str]:
+    from orchestration import cli
+
+    try:
+        status = cli.main(list(args))
+    except SystemExit as exit_:  # argparse's errors
+        status = exit_.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_every_argument_of_every_command_has_help():
+    import argparse
+
+    from orchestration.cli import build_parser
+
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(commands.choices) == {"demo", "run", "search", "ask", "ui", "mlflow", "studio"}
+    for name, command in [("adrag", parser), *commands.choices.items()]:
+        for action in command._actions:
+            if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
+    for name in ("ui", "mlflow", "studio"):
+        assert {"--host", "--port"} <= set(commands.choices[name]._option_string_actions), name
+
+
+def test_mlflow_listens_where_dagster_links_unless_told_otherwise_and_then_says_which_url_to_set():
+    from orchestration.cli import mlflow_address
+
+    assert mlflow_address("http://127.0.0.1:5000", None, None) == ("127.0.0.1", 5000, None)
+    assert mlflow_address("http://mlflow.internal:8080/", None, None) == ("mlflow.internal", 8080, None)
+    assert mlflow_address("http://127.0.0.1:5000", "127.0.0.1", 5000)[2] is None
+    host, port, note = mlflow_address("http://127.0.0.1:5000", "0.0.0.0", 5001)
+    assert (host, port) == ("0.0.0.0", 5001)
+    assert note == ("Dagster links MLflow runs to http://127.0.0.1:5000, not to this UI: for links here, run every "
+                    "adrag command (`adrag ui`, `adrag run`) with ADRAG_MLFLOW_UI_URL=http://localhost:5001")
+
+
+def test_user_errors_are_one_line_and_an_exit_status_before_anything_runs(data_dir, tmp_path, monkeypatch, capsys):
+    """Bad values (exit 2) and inputs that cannot work (exit 1: the folder, the weights, the segments
+    file, the brand image): one line on stderr, no run started, the segment partitions as they were.
+    --data-dir and --offline work after the command too."""
+    import dagster as dg
+
+    clean_environment(monkeypatch, tmp_path)
+    d = str(data_dir)
+    segments = data_dir / "segments.yaml"
+    good_segments = segments.read_text()
+    home = cli_home(data_dir)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions("segments", ["young-urban-professionals", "outdoor-loving-dog-owners"])
+
+    def check(args, status, message, before=None, after=None):
+        if before:
+            before()
+        try:
+            assert adrag_in_process(capsys, *args) == (status, "", message + "\n"), args
+        finally:
+            if after:
+                after()
+
+    known = "young-urban-professionals, outdoor-loving-dog-owners"
+    check(["demo", "--offline", "--images-per-subject", "0"], 2,
+          "adrag demo: argument --images-per-subject: must be a whole number of at least 1, not '0' "
+          "(see `adrag demo --help`)")
+    check(["ui", "--port", "0"], 2,
+          "adrag ui: argument --port: must be a port number from 1 to 65535, not '0' (see `adrag ui --help`)")
+    check(["mlflow", "--port", "http"], 2,
+          "adrag mlflow: argument --port: must be a port number from 1 to 65535, not 'http' "
+          "(see `adrag mlflow --help`)")
+    check(["studio", "--port", "70000"], 2, "adrag studio: argument --port: must be a port number from 1 to "
+                                            "65535, not '70000' (see `adrag studio --help`)")
+    check(["ask", "which dogs?", "-k", "0"], 2, "adrag ask: -k must be from 1 to 8 (the images shown to the "
+                                                "model), not 0")
+    check(["run", "--data-dir", d, "--offline", "--segments", "unicorns", "young-urban-professionals", "nope"], 2,
+          f"adrag run: unknown segment keys unicorns, nope in --segments; {segments} has: {known}")
+    check(["--data-dir", d, "run", "--offline", "--images", str(tmp_path / "nowhere")], 1,
+          f"adrag run: image folder {tmp_path / 'nowhere'} does not exist: point at your photos with --images DIR "
+          "(or ADRAG_IMAGES_DIR), or make a demo catalog with `adrag --offline demo`")
+    check(["--data-dir", d, "run", "--offline", "--images", str(segments)], 1,
+          f"adrag run: image folder {segments} is not a folder: point at your photos with --images DIR "
+          "(or ADRAG_IMAGES_DIR), or make a demo catalog with `adrag --offline demo`")
+    check(["--data-dir", d, "run"], 1,
+          "adrag run: cannot load open_clip weights ViT-B-32/laion2b_s34b_b79k: the weights are not cached and "
+          "127.0.0.1 cannot be reached. Download the open_clip checkpoint where there is network and point at the "
+          "file with ADRAG_CLIP_WEIGHTS=/path/to/open_clip_model.safetensors (ADRAG_CLIP_MODEL names its "
+          "architecture), or run the plumbing offline on random weights: ADRAG_CLIP_MODEL=adrag-tiny-clip "
+          "ADRAG_CLIP_WEIGHTS=random (or `adrag --offline demo`).")
+    def restore():
+        segments.write_text(good_segments)
+
+    check(["--data-dir", d, "run", "--offline"], 1,
+          f"adrag run: segments file {segments} is not valid YAML: line 4, column 4: expected <block end>, but found "
+          "'<block mapping start>' (while parsing a block collection that starts on line 2); nothing was run, the "
+          "segment partitions are as they were",
+          before=lambda: segments.write_text("segments:\n  - name: A\n    description: a\n   x: 1\n"),
+          after=restore)
+    check(["--data-dir", d, "--offline", "run"], 1,
+          f"adrag run: segments file {segments}: segment #1 'Dog owners' (line 2) and segment #2 'Dog Owners!' "
+          "(line 3) both have the key 'dog-owners': give each segment its own name or an explicit `key:` (a key "
+          "carries its segment's ads and review history); nothing was run, the segment partitions are as they were",
+          before=lambda: segments.write_text("segments:\n  - {name: Dog owners, description: a}\n"
+                                             "  - {name: Dog Owners!, description: b}\n"),
+          after=restore)
+    brand = data_dir / "brand" / "brand.png"
+    brand_bytes = brand.read_bytes()
+    check(["--data-dir", d, "--offline", "run", "--segments", "young-urban-professionals"], 1,
+          f"adrag run: no brand image at {brand}: put the brand's image there (a PNG or JPEG, e.g. its logo); every "
+          "ad carries it", before=brand.unlink, after=lambda: brand.write_bytes(brand_bytes))
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_runs() == [], "nothing ran"
+        assert instance.get_dynamic_partitions("segments") == ["young-urban-professionals",
+                                                               "outdoor-loving-dog-owners"]
+
+
+def cli_home(data_dir: Path) -> Path:
+    from orchestration.cli import dagster_home
+
+    return dagster_home(data_dir)
+
+
+def test_run_summary_lists_failed_checks_and_a_missing_brand_fails_at_once_without_showing_an_older_ad(
+        data_dir, tmp_path, monkeypatch, capsys):
+    """`adrag run` ends with the checks that did not pass (the quarantine rate over its limit). A
+    campaign run started without the CLI's check (from the UI, a sensor) fails at once when the brand
+    image is gone: no retries, and the summary says why instead of listing the segment's older ad."""
+    import dagster as dg
+
+    from orchestration import cli, runner
+
+    clean_environment(monkeypatch, tmp_path)
+    monkeypatch.setenv("ADRAG_MAX_QUARANTINE_RATE", "0.05")
+    for n in (1, 2):
+        (data_dir / "images" / f"notes-{n}.jpg").write_text(f"not a photo {n}\n")
+    key = "young-urban-professionals"
+    status, out, _ = adrag_in_process(capsys, "run", "--data-dir", str(data_dir), "--offline", "--segments", key)
+    assert status == 0, out[-3000:]
+    assert "ads (1 of 1 segments" in out
+    assert re.search(r"\n  WARN  image_manifest manifest_quarantine_rate_within_limit: 2 of 14 files \(14.3%\) are "
+                     r"quarantined at the catalog stage, above the limit of 5.0%; e.g. 'notes-1.jpg': not a "
+                     r"recognised image file: unknown format, not one of GIF, JPEG, PNG, WEBP \(the bytes start "
+                     r"with 'not a photo '\)", out), out[-3000:]
+    [older_ad] = re.findall(r"(\S+/campaigns/\S+/ad-\w+\.png)", out)
+
+    brand = data_dir / "brand" / "brand.png"
+    brand.unlink()
+    args = cli.build_parser().parse_args(["--data-dir", str(data_dir), "--offline", "run"])
+    project = runner.Project(cli.settings_from_flags(args), cli_home(data_dir))
+    report = runner.RunReport()
+    keys = [key]
+    with project.instance() as instance:
+        assert runner.generate_segments(project, keys, instance, report) == keys
+        [run] = instance.get_runs(limit=1)
+        assert not instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY), "not retried"
+    runner.print_outputs(project, keys, keys, 1.0, report)
+    out = capsys.readouterr().out
+    why = f"FAILED: segment_campaign: no brand image at {brand}: put the brand's image there (a PNG or JPEG, e.g. its " \
+          "logo); every ad carries it"
+    assert f"\n  young-urban-professionals        {why}\n" in out, out
+    assert older_ad not in out
+
+
+def test_run_without_reachable_weights_fails_at_once_in_one_line_without_a_traceback(tmp_path):
+    """As a user meets it: a fresh data directory, `adrag run` without --offline, nothing to download from."""
+    data_dir = tmp_path / "data"
+    (data_dir / "images").mkdir(parents=True)
+    started = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "orchestration.cli", "--data-dir", str(data_dir), "run"],
+                         check=False, cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"),
+                              "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert run.returncode == 1 and run.stdout == "", run.stdout + run.stderr
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("adrag run: cannot load open_clip weights ViT-B-32/laion2b_s34b_b79k: the weights "
+                                 "are not cached and 127.0.0.1 cannot be reached."), run.stderr
+    assert time.perf_counter() - started < 120  # no hub retries: the import of the project is most of it
+
+
+def test_ui_and_mlflow_pass_host_and_port_to_their_servers(tmp_path, monkeypatch, capsys):
+    """What `adrag ui` starts (run_supervised stopped just before) and `adrag mlflow` execs (os.execv stopped):
+    --host/--port reach `dagster dev -h/-p` and `mlflow ui`; MLflow moved away from ADRAG_MLFLOW_UI_URL says
+    what to set."""
+    from orchestration import cli, supervise
+
+    class Exec(Exception):
+        pass
+
+    def stop(path, argv, env=None):
+        raise Exec(argv, env)
+
+    clean_environment(monkeypatch, tmp_path)
+    monkeypatch.chdir(REPO)  # the launchers chdir to the project
+    monkeypatch.setattr(supervise, "run_supervised", lambda command, env, cwd: stop(None, list(command), env))
+    monkeypatch.setattr(os, "execv", stop)
+    data = str(tmp_path / "data")
+
+    with pytest.raises(Exec) as ui:
+        cli.main(["ui", "--data-dir", data, "--offline", "--host", "0.0.0.0", "--port", "3001"])
+    argv, env = ui.value.args
+    assert argv[2:5] == ["dagster", "dev", "-w"] and argv[-4:] == ["-h", "0.0.0.0", "-p", "3001"]
+    assert env["ADRAG_CLIP_MODEL"] == "adrag-tiny-clip" and env["DAGSTER_HOME"] == f"{data}/dagster_home"
+    with pytest.raises(Exec) as ui:
+        cli.main(["--data-dir", data, "ui"])
+    assert "-p" not in ui.value.args[0], "unset: dagster dev's own default (or $DAGSTER_CLI_DEV_PORT)"
+
+    monkeypatch.setenv("ADRAG_MLFLOW_UI_URL", "http://127.0.0.1:5002")
+    with pytest.raises(Exec) as mlflow:
+        cli.main(["mlflow", "--data-dir", data])
+    assert mlflow.value.args[0][-4:] == ["--host", "127.0.0.1", "--port", "5002"]
+    assert capsys.readouterr().err == ""
+    with pytest.raises(Exec) as mlflow:
+        cli.main(["mlflow", "--data-dir", data, "--port", "5003"])
+    assert mlflow.value.args[0][-4:] == ["--host", "127.0.0.1", "--port", "5003"]
+    assert capsys.readouterr().err == (
+        "adrag mlflow: note: Dagster links MLflow runs to http://127.0.0.1:5002, not to this UI: for links here, run "
+        "every adrag command (`adrag ui`, `adrag run`) with ADRAG_MLFLOW_UI_URL=http://127.0.0.1:5003\n")

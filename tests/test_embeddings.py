@@ -57,7 +57,8 @@ def test_exif_rotated_image_embeds_as_displayed(clip_encoder):
 def test_undecodable_bytes_are_reported_not_raised(clip_encoder):
     [batch] = list(clip_encoder.encode_images([("good", photo_bytes(1)), ("bad", b"garbage")]))
     assert batch.image_ids == ["good"]
-    assert batch.failed[0][0] == "bad" and "cannot decode" in batch.failed[0][1]
+    [(image_id, reason)] = batch.failed
+    assert image_id == "bad" and reason.startswith("cannot decode unknown format for embedding: cannot identify image")
 
 
 def test_local_checkpoint_loads_with_a_content_model_key(tmp_path, clip_encoder):

@@ -22,7 +22,6 @@ def test_keys_are_safe_unique_and_bounded(tmp_path):
     path = write(tmp_path / "s.yaml", """
 segments:
   - {name: "Young urban professionals", description: city}
-  - {name: "Young urban professionals!", description: duplicate name}
   - {name: "../../etc/passwd", description: traversal}
   - {name: "Café Owners / Paris", description: unicode and slash}
   - {name: "%s", description: long}
@@ -35,22 +34,47 @@ segments:
 """ % ("x" * 500))
     parsed = load_segments(path)
     keys = [s.key for s in parsed.segments]
-    assert keys[:4] == ["young-urban-professionals", "young-urban-professionals-2", "etc-passwd", "cafe-owners-paris"]
-    assert len(keys[4]) == 64 and keys[4] == "x" * 64
-    assert keys[5].startswith("segment-") and keys[6] == "aquarium"
-    assert len(keys) == len(set(keys)) == 7
+    assert keys[:3] == ["young-urban-professionals", "etc-passwd", "cafe-owners-paris"]
+    assert len(keys[3]) == 64 and keys[3] == "x" * 64
+    assert keys[4].startswith("segment-") and keys[5] == "aquarium"
+    assert len(keys) == len(set(keys)) == 6
     for key in keys:
         assert require_safe_key(key) == key
-    assert parsed.segments[2].name == "../../etc/passwd", "display names stay as written"
-    assert len(parsed.errors) == 4
-    assert any("missing 'name'" in e for e in parsed.errors)
-    assert any("missing 'description'" in e for e in parsed.errors)
-    assert any("'Bad Key'" in e for e in parsed.errors)
+    assert parsed.segments[1].name == "../../etc/passwd", "display names stay as written"
+    assert parsed.errors == [
+        "segment #6 (line 8): missing 'name'",
+        "segment #7 (line 9): 'No description': missing 'description'",
+        "segment #8 (line 10): 'Explicit': key 'Bad Key' must be 1-64 chars of [a-z0-9-]",
+        "segment #10 (line 12): expected a mapping with at least 'name' and 'description'",
+    ]
+
+
+def test_two_segments_with_one_key_make_the_file_invalid_naming_both(tmp_path):
+    """No silent `-2` suffix: which segment got it would depend on the file's order, and a key carries
+    its segment's ads and review history. Explicit keys clash with derived ones the same way."""
+    path = write(tmp_path / "s.yaml", """segments:
+  - name: Dog owners
+    description: people with dogs
+  - {name: Cats, description: cat people}
+  - name: "Dog Owners!"
+    description: the same key, by accident
+  - {name: Fish, description: fish people, key: cats}
+""")
+    with pytest.raises(ValueError) as raised:
+        load_segments(path)
+    assert str(raised.value) == (
+        f"segments file {path}: segment #1 'Dog owners' (line 2) and segment #3 'Dog Owners!' (line 5) both have "
+        "the key 'dog-owners'; segment #2 'Cats' (line 4) and segment #4 'Fish' (line 7) both have the key 'cats': "
+        "give each segment its own name or an explicit `key:` (a key carries its segment's ads and review history)")
 
 
 def test_invalid_yaml_and_unsafe_paths_fail_clearly(tmp_path):
-    with pytest.raises(ValueError, match="not valid YAML"):
-        load_segments(write(tmp_path / "bad.yaml", "segments: [unclosed"))
+    bad = write(tmp_path / "bad.yaml", "segments:\n  - name: A\n    description: a\n  - name: B\n   description: [b\n")
+    with pytest.raises(ValueError) as raised:
+        load_segments(bad)
+    assert str(raised.value) == (f"segments file {bad} is not valid YAML: line 5, column 4: expected <block end>, "
+                                 "but found '<block mapping start>' (while parsing a block collection that starts "
+                                 "on line 2)")
     with pytest.raises(FileNotFoundError):
         load_segments(tmp_path / "missing.yaml")
     with pytest.raises(ValueError, match="unsafe segment key"):
@@ -82,6 +106,16 @@ segments:
 
         result = segments_sensor(dg.build_sensor_context(instance=instance, resources={"data_store": store}))
         assert not result.run_requests and not result.dynamic_partitions_requests
+
+        # A broken file (bad YAML, two segments with one key) leaves the partitions as they are, saying why.
+        for broken in ("segments:\n  - {name: Beta, description: b\n",
+                       "segments:\n  - {name: Beta, description: b}\n  - {name: beta, description: again}\n"):
+            write(segments, broken)
+            result = segments_sensor(dg.build_sensor_context(instance=instance, resources={"data_store": store}))
+            assert not result.run_requests and not result.dynamic_partitions_requests
+            assert result.skip_reason.skip_message.endswith("; partitions left as they are")
+            assert "\n" not in result.skip_reason.skip_message and "line 2" in result.skip_reason.skip_message
+        assert sorted(instance.get_dynamic_partitions("segments")) == ["beta", "gamma"]
 
 
 def test_hostile_segment_names_never_write_outside_the_data_dir(tmp_path, resources, instance, layout, data_dir):
@@ -123,7 +157,8 @@ segments:
     assert [s.key for s in parsed.segments] == ["in-images", "in-data-dir", "missing"]
     assert [(s.reference_image, s.reference_weight) for s in parsed.segments[:2]] == [("dog/a.jpg", 0.5),
                                                                                       ("refs/b.jpg", 0.25)]
-    assert [e.split(":")[0] for e in parsed.errors] == ["segment #3", "segment #4", "segment #5", "segment #6"]
+    assert [e.split(":")[0] for e in parsed.errors] == ["segment #3 (line 5)", "segment #4 (line 6)",
+                                                        "segment #5 (line 7)", "segment #6 (line 8)"]
     assert "relative" in parsed.errors[0] and "without '..'" in parsed.errors[1]
     assert "outside 0..1" in parsed.errors[2] and "without a reference_image" in parsed.errors[3]
 

@@ -26,7 +26,14 @@ import dagster as dg
 from pydantic import Field
 
 from assets_pkg.campaigns.approvals import Approval, NeedsReview
-from assets_pkg.campaigns.operations import Campaigns, QualityPolicy, make_ad, make_candidates
+from assets_pkg.campaigns.operations import (
+    Campaigns,
+    MissingBrandImage,
+    QualityPolicy,
+    make_ad,
+    make_candidates,
+    read_brand_image,
+)
 from assets_pkg.campaigns.partitions import segment_partitions
 from assets_pkg.campaigns.previews import markdown_picture
 from assets_pkg.campaigns.quality import Attempt
@@ -92,11 +99,15 @@ def segment_campaign(context: dg.AssetExecutionContext, config: AdConfig, data_s
     if CANDIDATES in context.selected_asset_keys:
         try:  # also when the campaign assets are materialized without the job's readiness check
             campaigns.index
-        except IndexNotReady as err:
-            raise dg.Failure(str(err)) from None
+        except IndexNotReady as err:  # not transient: a retry finds the same index
+            raise dg.Failure(str(err), allow_retries=False) from None
         steps[CANDIDATES] = one_at_a_time(lambda key: candidates_metadata(campaigns, key, approval_of(key)))
     if AD in context.selected_asset_keys:
-        generator, brand_image = image_generator.generator(), layout.brand_image.read_bytes()
+        try:
+            brand_image = read_brand_image(layout)
+        except MissingBrandImage as err:  # not transient: fail at once, every segment, no retries
+            raise dg.Failure(str(err), allow_retries=False) from None
+        generator = image_generator.generator()
         quality = image_generator.quality_policy()
         steps[AD] = lambda key: ad_metadata(campaigns, key, generator, brand_image, config.rank, approval_of(key),
                                             quality)

@@ -16,6 +16,7 @@ the caller only decides which segments, which subject and which candidate.
   under an approval, from the approved photo (by image id); an approval that no longer holds (see
   `approvals.check_approval`) raises `NeedsReview` and makes nothing.
 - `latest_campaign(...)` / `latest_campaigns(...)`: what was last generated for a segment.
+- `read_brand_image(...)`: the brand image every ad carries, or `MissingBrandImage` saying where it belongs.
 """
 
 from __future__ import annotations
@@ -299,6 +300,19 @@ def approved_position(stored: dict, approval: Approval) -> int:
         raise LookupError(f"the stored candidates of segment {stored['segment_key']!r} are not those of the approved "
                           f"choice (review {approval.review_id}): materialize campaign_candidates for it first")
     return positions[0]
+
+
+class MissingBrandImage(FileNotFoundError):
+    """No brand image where the layout expects it: not transient, so no retry helps."""
+
+
+def read_brand_image(layout: DataLayout) -> bytes:
+    """The brand image's bytes; `MissingBrandImage` (one line, saying where it belongs) when it is not a file there."""
+    try:
+        return layout.brand_image.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise MissingBrandImage(f"no brand image at {layout.brand_image}: put the brand's image there (a PNG or "
+                                "JPEG, e.g. its logo); every ad carries it") from None
 
 
 def latest_campaigns(layout: DataLayout, segment_key: str | None = None) -> dict[str, dict]:

@@ -13,7 +13,11 @@ segments:
     reference_weight: 0.5          # optional: its share of the query, 0..1 (default 0.5)
 ```
 Keys are `[a-z0-9-]` slugs of at most 64 characters, unique; display names and descriptions stay in
-the file and in the campaign table. Entries that cannot be used are reported, not guessed at. A
+the file and in the campaign table. Entries that cannot be used are reported, not guessed at. Two
+entries with one key (the same name, or names that slug alike) make the whole file invalid, naming
+both: a key carries a segment's partitions, ads and review history, so a numbered suffix would hand
+one segment's history to the other when the file's order changes. A file that is not valid YAML is
+one error naming the line. A
 reference photo's path must be relative and stay inside those folders; whether the file exists is
 checked when the segment's candidates are retrieved (`reference_image_path`), which fail naming the
 segment when it does not.
@@ -66,30 +70,70 @@ class SegmentsFile:
 
 
 def load_segments(path: Path) -> SegmentsFile:
+    """The file's brand and usable segments, with the entries it could not use in `errors`.
+    `FileNotFoundError` when there is no file; `ValueError` (one line, naming the file and the line)
+    when it cannot be read, is not YAML, has no segments list, or gives two segments one key."""
     if not path.is_file():
         raise FileNotFoundError(f"segments file {path} does not exist")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        doc = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"segments file {path} is not valid YAML: {err}") from None
+        raise ValueError(f"segments file {path} is not valid YAML: {_yaml_problem(err)}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"segments file {path} cannot be read: {err}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("segments", []), list):
         raise ValueError(f"segments file {path}: expected a mapping with a 'segments' list")
     brand_doc = doc.get("brand") or {}
     brand = Brand(name=str(brand_doc.get("name") or "Bricks"), tagline=str(brand_doc.get("tagline") or ""))
     parsed = SegmentsFile(brand=brand, segments=[])
-    taken: set[str] = set()
+    lines = _entry_lines(text)
+    by_key: dict[str, list[tuple[int, Segment]]] = {}
     for position, entry in enumerate(doc.get("segments") or [], start=1):
         try:
-            segment = _parse_entry(entry, taken)
+            segment = _parse_entry(entry)
         except ValueError as err:
-            parsed.errors.append(f"segment #{position}: {err}")
+            parsed.errors.append(f"segment #{position}{_on_line(lines, position)}: {err}")
             continue
-        taken.add(segment.key)
+        by_key.setdefault(segment.key, []).append((position, segment))
         parsed.segments.append(segment)
+    if clashes := [entries for entries in by_key.values() if len(entries) > 1]:
+        raise ValueError(f"segments file {path}: " + "; ".join(
+            " and ".join(f"segment #{position} {segment.name!r}{_on_line(lines, position)}" for position, segment in entries)
+            + f" both have the key {entries[0][1].key!r}" for entries in clashes)
+            + ": give each segment its own name or an explicit `key:` (a key carries its segment's ads and "
+              "review history)")
     return parsed
 
 
-def _parse_entry(entry: object, taken: set[str]) -> Segment:
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line: where (1-based line and column) and what, and what it was inside."""
+    mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+    if mark is None or not problem:
+        return " ".join(str(err).split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and context_mark is not None and context_mark.line != mark.line:
+        where += f" ({context} that starts on line {context_mark.line + 1})"
+    return " ".join(where.split())
+
+
+def _entry_lines(text: str) -> dict[int, int]:
+    """1-based position in the segments list -> the 1-based line its entry starts on (for messages)."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    for key, value in root.value:
+        if key.value == "segments" and isinstance(value, yaml.SequenceNode):
+            return {position: item.start_mark.line + 1 for position, item in enumerate(value.value, start=1)}
+    return {}
+
+
+def _on_line(lines: dict[int, int], position: int) -> str:
+    return f" (line {lines[position]})" if position in lines else ""
+
+
+def _parse_entry(entry: object) -> Segment:
     if not isinstance(entry, dict):
         raise ValueError("expected a mapping with at least 'name' and 'description'")
     name = " ".join(str(entry.get("name") or "").split())
@@ -103,10 +147,8 @@ def _parse_entry(entry: object, taken: set[str]) -> Segment:
         key = str(explicit_key)
         if not SAFE_KEY.match(key):
             raise ValueError(f"{name!r}: key {key!r} must be 1-{MAX_KEY_LENGTH} chars of [a-z0-9-]")
-        if key in taken:
-            raise ValueError(f"{name!r}: key {key!r} is already used by another segment")
     else:
-        key = _unique(slugify(name, MAX_KEY_LENGTH) or "segment-" + hashlib.sha256(name.encode()).hexdigest()[:8], taken)
+        key = slugify(name, MAX_KEY_LENGTH) or "segment-" + hashlib.sha256(name.encode()).hexdigest()[:8]
     labels = entry.get("labels") or []
     if isinstance(labels, str):
         labels = [labels]
@@ -150,14 +192,3 @@ def reference_image_path(segment: Segment, images_dir: Path, data_dir: Path) -> 
             return path
     raise FileNotFoundError(f"segment {segment.key!r}: reference_image {segment.reference_image!r} is in neither "
                             f"{images_dir} nor {data_dir}")
-
-
-def _unique(slug: str, taken: set[str]) -> str:
-    if slug not in taken:
-        return slug
-    for n in range(2, 10_000):
-        suffix = f"-{n}"
-        candidate = slug[:MAX_KEY_LENGTH - len(suffix)].rstrip("-") + suffix
-        if candidate not in taken:
-            return candidate
-    raise ValueError(f"cannot make a unique key from {slug!r}")

@@ -38,7 +38,7 @@ def _replace_stage_quarantine(table: Location, stage: str, entries: list[tuple[s
     for path, image_id, reason in entries:
         old = previous.get(path)
         rows.append({
-            "stage": stage, "path": path, "image_id": image_id, "reason": reason,
+            "stage": stage, "path": path, "image_id": image_id, "reason": " ".join(reason.split()),  # one line
             "first_seen": old["first_seen"] if old else now, "last_seen": now,
             "attempts": (old["attempts"] if old else 0) + 1,
         })

@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from assets_pkg.catalog.probe import undecodable
 from assets_pkg.embeddings.gpu_decode import GpuPreprocessor
 from assets_pkg.embeddings.model import LoadedClip
 from assets_pkg.pictures import decode_upright_rgb
@@ -77,7 +78,7 @@ class ClipEncoder:
         try:
             return image_id, self._cpu_pixels(data), None
         except Exception as err:  # any decode failure quarantines this image, never the batch
-            return image_id, None, f"cannot decode for embedding: {type(err).__name__}: {err}"
+            return image_id, None, undecodable(data, err, "for embedding")
 
     def _submit(self, chunk: list[tuple[str, bytes]]):
         """Start preparing a batch in the pool; the returned function waits for it: (ids, pixels, failed)."""

@@ -22,6 +22,8 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from assets_pkg.catalog.probe import undecodable
+
 EXIF_ORIENTATION = 0x0112
 
 
@@ -98,7 +100,7 @@ class GpuPreprocessor:
         try:
             host.ready[slot] = self.cpu_fallback(data)
         except Exception as err:  # any decode failure quarantines this image, never the batch
-            host.failed[slot] = f"cannot decode for embedding: {type(err).__name__}: {err}"
+            host.failed[slot] = undecodable(data, err, "for embedding")
 
     def _preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """(n, 3, H, W) uint8 -> (n, 3, S, S) normalised float32, as open_clip's Resize, CenterCrop, ToTensor, Normalize."""

@@ -112,6 +112,21 @@ def load_clip(spec: ClipSpec, device: str = "cpu") -> LoadedClip:
                       model_key=model_key(spec.model_name, tag, cfg), dim=dim, image_size=int(size))
 
 
+def check_weights(spec: ClipSpec) -> None:
+    """What `load_clip` would refuse, found in seconds without building the model: an unknown
+    architecture, a checkpoint file that is not there, named weights neither cached nor downloadable."""
+    if spec.model_name not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {spec.model_name!r}")
+    if spec.random_weights:
+        return
+    if spec.checkpoint:
+        if not spec.checkpoint.is_file():
+            raise WeightsUnavailable(_how_to_point_at_weights(spec, f"checkpoint file {spec.checkpoint} does not exist"))
+        return
+    spec.weights_tag()  # no weights named at all
+    ensure_downloadable(spec.model_name, spec.weights)
+
+
 def ensure_downloadable(model_name: str, tag: str) -> None:
     """Fail in seconds, not after minutes of hub retries, when named weights cannot be had."""
     cfg = open_clip.get_pretrained_cfg(model_name, tag)
