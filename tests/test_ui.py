@@ -316,7 +316,7 @@ def server_environment(dagster_port: int, mlflow_url: str, home: Path) -> dict[s
         "ADRAG_DEVICE": "cpu",
         "REPLICATE_API_TOKEN": "",  # the local compositor makes the ad: no network
         "ADRAG_MLFLOW_UI_URL": mlflow_url,  # where `adrag mlflow` listens and Dagster's run links point
-        # `dagster dev`'s --host/--port, through its CLI's environment prefix: `adrag ui` takes no flags.
+        # `dagster dev`'s --host/--port, through its CLI's environment prefix (as `adrag ui --host/--port` would).
         "DAGSTER_CLI_DEV_HOST": "127.0.0.1",
         "DAGSTER_CLI_DEV_PORT": str(dagster_port),
         "MLFLOW_WORKERS": "1",  # one web worker is plenty for one browser; two cores are shared
