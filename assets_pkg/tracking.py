@@ -4,6 +4,9 @@ Stages record what happened as plain data (`RunRecord`, with timed `Step`s), and
 writes it in one short burst under a file lock. Why: the embedded default store is SQLite, which
 fails with "database is locked" (and races on creating the schema and experiments) when several
 partition processes write at once; holding the lock only while logging keeps generations parallel.
+A server database (`MLFLOW_TRACKING_URI=postgresql://...`, MLflow's SQLAlchemy store) takes concurrent
+writers from every machine: no file lock there (it would hold on one machine only); the schema is
+created under a PostgreSQL advisory lock, and a lost race to create an experiment reads the winner's.
 Steps become an MLflow trace attached to the run, with their real start and end times; a step may name
 its span type (MLflow's `SpanType`: LLM, TOOL, RETRIEVER, ...) and an earlier step as its parent.
 """
@@ -16,13 +19,15 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote
 
 from filelock import FileLock
+
+from assets_pkg.database_urls import advisory_lock, is_postgres, is_sqlite
 
 PARAM_LIMIT = 500  # MLflow's portable limit for a param value; longer text goes in as an artifact
 
@@ -74,7 +79,8 @@ class MlflowStore:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self.ui_url = ui_url.rstrip("/")  # where users browse this store (an `mlflow ui` / server)
-        self.lock = FileLock(str(lock_file))
+        # Only SQLite needs writers in turn; a file lock is for one machine, so a server database gets none.
+        self.lock = FileLock(str(lock_file)) if is_sqlite(tracking_uri) else nullcontext()
         lock_file.parent.mkdir(parents=True, exist_ok=True)
         self._experiment_of_run: dict[str, str] = {}
         self._writer: ThreadPoolExecutor | None = None  # `submit`'s one thread, made on first use
@@ -102,13 +108,13 @@ class MlflowStore:
         # would be spent holding the lock every partition process queues on. MLflow 3.17 reads this switch
         # only from the environment (mlflow/tracing/config.py: "TODO: move ... async logging ... here").
         os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
-        from mlflow import MlflowClient
         from mlflow.entities import Metric, Param
 
-        # The file lock spans processes; the thread lock spans this process's threads (a studio logs review
+        # The file lock (SQLite only) spans processes; the thread lock spans this process's threads (a studio logs review
         # turns on a background thread while a run's step logs its ad: both once raced to create the schema).
+        # The thread lock also keeps MLflow's process-wide tracer pointed at one store at a time (see below).
         with _process_lock(self.tracking_uri), self.lock:
-            client = MlflowClient(self.tracking_uri)
+            client = _client(self.tracking_uri)
             experiment_id = self._experiment_id(client, record.experiment)
             run = client.create_run(experiment_id, run_name=record.run_name, tags=record.tags)
             run_id = run.info.run_id
@@ -157,11 +163,32 @@ class MlflowStore:
         if existing is not None:
             return existing.experiment_id
         self.artifact_root.mkdir(parents=True, exist_ok=True)
-        return client.create_experiment(name, artifact_location=(self.artifact_root / name).resolve().as_uri())
+        try:
+            return client.create_experiment(name, artifact_location=(self.artifact_root / name).resolve().as_uri())
+        except Exception:  # noqa: BLE001 -- another machine's writer created it first (no lock spans machines)
+            existing = client.get_experiment_by_name(name)
+            if existing is None:
+                raise
+            return existing.experiment_id
 
 
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
+_SCHEMA_READY: set[str] = set()  # PostgreSQL stores this process has opened once (schema created or checked)
+SCHEMA_LOCK_KEY = 0x616472616700  # the advisory lock MLflow's schema is created under ("adrag\0")
+
+
+def _client(tracking_uri: str):
+    """An MlflowClient; on PostgreSQL, the first in this process opens the store under an advisory lock:
+    opening an empty database creates MLflow's schema, which two first writers would otherwise both do."""
+    from mlflow import MlflowClient
+
+    if not is_postgres(tracking_uri) or tracking_uri in _SCHEMA_READY:
+        return MlflowClient(tracking_uri)
+    with advisory_lock(tracking_uri, SCHEMA_LOCK_KEY):
+        client = MlflowClient(tracking_uri)  # opens the store: creates or checks the schema
+    _SCHEMA_READY.add(tracking_uri)
+    return client
 
 
 def _process_lock(tracking_uri: str) -> threading.Lock:

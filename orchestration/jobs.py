@@ -3,12 +3,14 @@
 import dagster as dg
 
 from assets_pkg.index.checks import index_ready_for_campaigns
+from orchestration.instance_config import JOB_TAG
 
 CATALOG_GROUPS = ("catalog", "embeddings", "index")
 
 refresh_catalog = dg.define_asset_job(
     name="refresh_catalog",
     selection=dg.AssetSelection.groups(*CATALOG_GROUPS),
+    run_tags={JOB_TAG: "refresh_catalog"},  # the queued run coordinator's limit: one refresh at a time
     description="Scan the image folder and bring the mirror, embeddings and index up to date (incremental; "
                 "everything is embedded again under a new model key), with every catalog asset check.",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from functools import cached_property
@@ -13,11 +14,14 @@ import dagster as dg
 from assets_pkg.campaigns.operations import latest_campaigns
 from assets_pkg.campaigns.partitions import segment_partitions
 from assets_pkg.campaigns.segments import load_segments
+from assets_pkg.database_urls import masked
 from assets_pkg.index.lance_index import catalog_labels, open_reader
 from assets_pkg.index.queries import Query, build_query
 from assets_pkg.layout import DataLayout
 from orchestration.definitions import build_definitions
 from orchestration.failures import record_failure
+from orchestration.instance_config import uses_postgres
+from orchestration.pools import ensure_pool_limits
 from orchestration.resources import build_resources
 from orchestration.sensors import describe_failed_run
 
@@ -51,7 +55,11 @@ class Project:
         return self.current["data_store"].layout
 
     def instance(self) -> dg.DagsterInstance:
-        return dg.DagsterInstance.from_config(str(self.dagster_home))
+        instance = dg.DagsterInstance.from_config(str(self.dagster_home))
+        environ = {**os.environ, **self.overrides}
+        if uses_postgres(environ):  # a shared instance: give its pools this project's limits where it has none
+            ensure_pool_limits(instance, environ)
+        return instance
 
 
 def sync_segment_partitions(instance: dg.DagsterInstance, segments_file) -> list[str]:
@@ -172,7 +180,7 @@ def print_outputs(project: Project, keys: list[str], failed: list[str], seconds:
     print(f"\ntables (Delta):  {where.lake_dir}/{{{tables}}}")
     print(f"vector index:    {where.lance_dir}")
     store = project.current["mlflow_tracking"].store(where)
-    print(f"MLflow runs:     {store.tracking_uri}  (browse: adrag mlflow, then {store.ui_url or 'its address'})")
+    print(f"MLflow runs:     {masked(store.tracking_uri)}  (browse: adrag mlflow, then {store.ui_url or 'its address'})")
     print("Dagster UI:      adrag ui")
 
 
