@@ -79,8 +79,9 @@ class MlflowStore:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self.ui_url = ui_url.rstrip("/")  # where users browse this store (an `mlflow ui` / server)
-        # Only SQLite needs writers in turn; a file lock is for one machine, so a server database gets none.
-        self.lock = FileLock(str(lock_file)) if is_sqlite(tracking_uri) else nullcontext()
+        # Only a local store (SQLite, MLflow's file store) needs writers in turn, and a file lock holds on one
+        # machine only: a server database (PostgreSQL) or tracking server takes concurrent writers itself.
+        self.lock = FileLock(str(lock_file)) if _is_local_store(tracking_uri) else nullcontext()
         lock_file.parent.mkdir(parents=True, exist_ok=True)
         self._experiment_of_run: dict[str, str] = {}
         self._writer: ThreadPoolExecutor | None = None  # `submit`'s one thread, made on first use
@@ -176,6 +177,10 @@ _PROCESS_LOCKS: dict[str, threading.Lock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
 _SCHEMA_READY: set[str] = set()  # PostgreSQL stores this process has opened once (schema created or checked)
 SCHEMA_LOCK_KEY = 0x616472616700  # the advisory lock MLflow's schema is created under ("adrag\0")
+
+
+def _is_local_store(tracking_uri: str) -> bool:
+    return is_sqlite(tracking_uri) or "://" not in tracking_uri or tracking_uri.lower().startswith("file:")
 
 
 def _client(tracking_uri: str):

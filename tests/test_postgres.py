@@ -54,6 +54,19 @@ MATERIALIZE_CATALOG = textwrap.dedent("""
 """)
 
 
+LOG_ONE_RUN = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    from assets_pkg.tracking import MlflowStore, RunRecord
+    root = Path(sys.argv[1])
+    store = MlflowStore(os.environ["MLFLOW_TRACKING_URI"], root / "artifacts", root / sys.argv[2] / ".lock")
+    record = RunRecord(experiment="parallel", run_name=sys.argv[2], params={"who": sys.argv[2]})
+    with record.step("work", who=sys.argv[2]) as out:
+        out["ok"] = True
+    print(store.log(record))
+""")
+
+
 def clean_environ(**settings: str) -> dict[str, str]:
     """This process's environment without adrag's, Dagster's and MLflow's settings, plus `settings`."""
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("ADRAG_", "DAGSTER_", "MLFLOW_"))}
@@ -95,6 +108,30 @@ def test_generated_dagster_yaml_names_the_variable_never_the_url(tmp_path):
     assert masked("postgresql+psycopg2://u:p%40ss@h/db?sslmode=require") == "postgresql+psycopg2://u:***@h/db?sslmode=require"
     assert masked("postgresql://h/db?user=u&password=pw1") == "postgresql://h/db?user=u&password=***"
     assert masked("sqlite:////data/mlflow/mlflow.db") == "sqlite:////data/mlflow/mlflow.db"
+
+
+def test_processes_logging_at_once_to_a_fresh_postgres_mlflow_store_all_succeed(postgres_server, tmp_path):
+    """No file lock on PostgreSQL: the first writers race to create MLflow's schema (advisory lock) and
+    the experiment (the loser reads the winner's), then write at once."""
+    from assets_pkg.tracking import MlflowStore
+
+    url = postgres_server.create_database("mlflow_parallel")
+    from filelock import BaseFileLock
+
+    assert not isinstance(MlflowStore(url, tmp_path, tmp_path / ".lock").lock, BaseFileLock)
+    assert isinstance(MlflowStore(f"sqlite:///{tmp_path}/m.db", tmp_path, tmp_path / ".lock").lock, BaseFileLock)
+    environ = clean_environ(MLFLOW_TRACKING_URI=url)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda n: subprocess.run(
+            [sys.executable, "-c", LOG_ONE_RUN, str(tmp_path), f"run-{n}"], cwd=REPO, env=environ,
+            capture_output=True, text=True, timeout=300), range(2)))
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(url)
+    runs = client.search_runs([client.get_experiment_by_name("parallel").experiment_id])
+    assert sorted(r.data.params["who"] for r in runs) == ["run-0", "run-1"]
+    assert all(len(client.search_traces(locations=[r.info.experiment_id], run_id=r.info.run_id)) == 1 for r in runs)
+    assert not any((tmp_path / f"run-{n}" / ".lock").exists() for n in range(2))
 
 
 def test_catalog_and_a_campaign_on_postgres_dagster_and_mlflow(postgres_server, data_dir, layout, tmp_path,
