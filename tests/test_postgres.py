@@ -237,6 +237,9 @@ def test_cli_output_and_stored_runs_never_show_the_password(postgres_server, dat
     assert postgres_server.execute("mlflow_cli", "SELECT count(*) FROM runs")[0][0] == 5  # embed + 2 x (cands, ad)
     for database in ("dagster_cli", "mlflow_cli"):  # every row of every table: runs, tags, events, params
         assert password not in postgres_server.dump(database), database
+    written = [path for path in data_dir.rglob("*") if path.is_file()]  # compute logs, artifacts, tables, yaml
+    assert len(written) > 20
+    assert not [str(path) for path in written if password.encode() in path.read_bytes()]
 
 
 @pytest.mark.parametrize("which", ["dagster", "mlflow", "wrong password"])
