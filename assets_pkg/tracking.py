@@ -111,9 +111,9 @@ class MlflowStore:
         os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
         from mlflow.entities import Metric, Param
 
-        # The file lock (SQLite only) spans processes; the thread lock spans this process's threads (a studio logs review
-        # turns on a background thread while a run's step logs its ad: both once raced to create the schema).
-        # The thread lock also keeps MLflow's process-wide tracer pointed at one store at a time (see below).
+        # The file lock (local stores only) spans processes; the thread lock spans this process's threads (a
+        # studio logs review turns on a background thread while a run's step logs its ad: both once raced to
+        # create the schema), and keeps MLflow's process-wide tracer on one store at a time on any backend.
         with _process_lock(self.tracking_uri), self.lock:
             client = _client(self.tracking_uri)
             experiment_id = self._experiment_id(client, record.experiment)

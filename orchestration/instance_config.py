@@ -21,7 +21,8 @@ from orchestration.settings import DAGSTER_PG_URL, is_set
 
 JOB_TAG = "adrag/job"  # orchestration.jobs puts it on every refresh_catalog run (this module imports no Dagster)
 
-MARKER = "# adrag writes this file from its settings (orchestration/instance_config.py) and rewrites it when they change."
+MARKER = ("# adrag writes this file from its settings (orchestration/instance_config.py) "
+          "and rewrites it when they change.")
 KEEP = "# Delete the line above to keep your own edits: adrag then leaves the file alone."
 TELEMETRY_OFF = "telemetry:\n  enabled: false\n"  # all adrag wrote before the marker: also its own
 MAX_CONCURRENT_RUNS = 10  # Dagster's default; runs hold pool slots for their GPU and image-API steps

@@ -57,7 +57,9 @@ class Project:
     def instance(self) -> dg.DagsterInstance:
         instance = dg.DagsterInstance.from_config(str(self.dagster_home))
         environ = {**os.environ, **self.overrides}
-        if uses_postgres(environ):  # a shared instance: give its pools this project's limits where it has none
+        # A shared instance (the dagster.yaml adrag writes for ADRAG_DAGSTER_PG_URL): give its pools this
+        # project's limits where they have none.
+        if uses_postgres(environ) and type(instance.event_log_storage).__module__.startswith("dagster_postgres"):
             ensure_pool_limits(instance, environ)
         return instance
 
@@ -180,7 +182,8 @@ def print_outputs(project: Project, keys: list[str], failed: list[str], seconds:
     print(f"\ntables (Delta):  {where.lake_dir}/{{{tables}}}")
     print(f"vector index:    {where.lance_dir}")
     store = project.current["mlflow_tracking"].store(where)
-    print(f"MLflow runs:     {masked(store.tracking_uri)}  (browse: adrag mlflow, then {store.ui_url or 'its address'})")
+    browse = f"browse: adrag mlflow, then {store.ui_url or 'its address'}"
+    print(f"MLflow runs:     {masked(store.tracking_uri)}  ({browse})")
     print("Dagster UI:      adrag ui")
 
 

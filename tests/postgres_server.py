@@ -30,8 +30,11 @@ def find_bin(name: str) -> str:
     """A PostgreSQL program: on PATH, else the newest in Debian's /usr/lib/postgresql/<version>/bin."""
     if found := shutil.which(name):
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                        key=lambda path: int(Path(path).parent.parent.name) if Path(path).parent.parent.name.isdigit() else 0)
+    def version(path: str) -> int:
+        folder = Path(path).parent.parent.name  # /usr/lib/postgresql/<version>/bin/<name>
+        return int(folder) if folder.isdigit() else 0
+
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=version)
     if candidates:
         return candidates[-1]
     pytest.fail(f"PostgreSQL's {name} is not installed: run scripts/setup_postgres.sh (Debian's 'postgresql' "

@@ -105,7 +105,8 @@ def test_generated_dagster_yaml_names_the_variable_never_the_url(tmp_path):
     assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: true\n"
 
     assert masked(url) == "postgresql://adrag:***@db.internal:5432/dagster"
-    assert masked("postgresql+psycopg2://u:p%40ss@h/db?sslmode=require") == "postgresql+psycopg2://u:***@h/db?sslmode=require"
+    with_driver = "postgresql+psycopg2://u:p%40ss@h/db?sslmode=require"
+    assert masked(with_driver) == "postgresql+psycopg2://u:***@h/db?sslmode=require"
     assert masked("postgresql://h/db?user=u&password=pw1") == "postgresql://h/db?user=u&password=***"
     assert masked("sqlite:////data/mlflow/mlflow.db") == "sqlite:////data/mlflow/mlflow.db"
 
@@ -275,7 +276,8 @@ def test_adrag_mlflow_passes_a_password_through_the_environment_not_argv(data_di
     assert not any("argv-secret" in arg for arg in launched["argv"]) and "--backend-store-uri" not in launched["argv"]
     assert launched["environ"]["MLFLOW_BACKEND_STORE_URI"] == url
     printed = capsys.readouterr().out
-    assert "MLFLOW_BACKEND_STORE_URI=postgresql://adrag:***@127.0.0.1:1/mlflow" in printed and "argv-secret" not in printed
+    assert "MLFLOW_BACKEND_STORE_URI=postgresql://adrag:***@127.0.0.1:1/mlflow" in printed
+    assert "argv-secret" not in printed
 
 
 def test_a_bare_postgresql_url_needs_a_driver_sqlalchemy_has(postgres_server, monkeypatch):
