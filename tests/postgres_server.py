@@ -117,7 +117,8 @@ def _run(command: list[str], what: str, log: Path | None = None) -> None:
 def start_server() -> PostgresServer:
     prefix, uid = _as_cluster_owner()
     initdb, pg_ctl = find_bin("initdb"), find_bin("pg_ctl")
-    root = Path(tempfile.mkdtemp(prefix="adrag-pg-"))
+    # As root, under /tmp: the `postgres` user must be able to reach the folder (a root-only TMPDIR would not do).
+    root = Path(tempfile.mkdtemp(prefix="adrag-pg-", dir="/tmp" if uid is not None else None))
     if uid is not None:
         os.chown(root, uid, -1)
     password = "pw-" + secrets.token_hex(12)  # distinctive: tests look for it in output and stored data
