@@ -98,7 +98,7 @@ def test_generated_dagster_yaml_names_the_variable_never_the_url(tmp_path):
     assert write_instance_yaml(home, {"ADRAG_DAGSTER_PG_URL": url}) is None
     assert (home / "dagster.yaml").read_text() == text
     write_instance_yaml(home, {})  # the setting removed: back to SQLite
-    assert "postgres" not in (home / "dagster.yaml").read_text().replace("PostgreSQL", "")
+    assert (home / "dagster.yaml").read_text() == instance_yaml({}) and "storage:" not in instance_yaml({})
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")  # the user's own file
     warning = write_instance_yaml(home, {"ADRAG_DAGSTER_PG_URL": url})
     assert "ADRAG_DAGSTER_PG_URL" in warning and "s3cret-pw" not in warning
@@ -114,11 +114,11 @@ def test_generated_dagster_yaml_names_the_variable_never_the_url(tmp_path):
 def test_processes_logging_at_once_to_a_fresh_postgres_mlflow_store_all_succeed(postgres_server, tmp_path):
     """No file lock on PostgreSQL: the first writers race to create MLflow's schema (advisory lock) and
     the experiment (the loser reads the winner's), then write at once."""
+    from filelock import BaseFileLock
+
     from assets_pkg.tracking import MlflowStore
 
     url = postgres_server.create_database("mlflow_parallel")
-    from filelock import BaseFileLock
-
     assert not isinstance(MlflowStore(url, tmp_path, tmp_path / ".lock").lock, BaseFileLock)
     assert isinstance(MlflowStore(f"sqlite:///{tmp_path}/m.db", tmp_path, tmp_path / ".lock").lock, BaseFileLock)
     environ = clean_environ(MLFLOW_TRACKING_URI=url)
