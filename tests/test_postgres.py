@@ -34,6 +34,7 @@ TINY_MODEL_KEY = "adrag-tiny-clip/random-seed0/64px-bicubic-shortest"
 CATALOG = {"image_manifest", "image_mirror", "image_embeddings", "image_index"}
 
 MATERIALIZE_CATALOG = textwrap.dedent("""
+    import os
     import sys
     from pathlib import Path
     sys.path.insert(0, "tests")
@@ -43,27 +44,21 @@ MATERIALIZE_CATALOG = textwrap.dedent("""
     from orchestration.definitions import CATALOG_ASSETS
     from orchestration.instance_config import write_instance_yaml
     from orchestration.runner import Project
+    from assets_pkg.layout import DataLayout
+    from assets_pkg.tracking import RunRecord
     data_dir, home = sys.argv[1], Path(sys.argv[2])
     resources = {**tiny_resources(data_dir, batch_size=2),
                  "mlflow_tracking": MlflowTracking(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"))}
+    # Both processes log to the fresh MLflow database at once (only one will have images to embed).
+    record = RunRecord(experiment="parallel", run_name=home.name, params={"who": home.name})
+    with record.step("work", who=home.name) as out:
+        out["ok"] = True
+    MlflowTracking(tracking_uri=os.environ["MLFLOW_TRACKING_URI"]).store(DataLayout.under(data_dir)).log(record)
     home.mkdir(parents=True)
     write_instance_yaml(home)  # its own DAGSTER_HOME: what the two processes share is the database
     with Project({}, home).instance() as instance:  # as `adrag run` opens it: pool limits set if missing
         result = dg.materialize(CATALOG_ASSETS, resources=resources, instance=instance)
         assert result.success
-""")
-
-
-LOG_ONE_RUN = textwrap.dedent("""
-    import os, sys
-    from pathlib import Path
-    from assets_pkg.tracking import MlflowStore, RunRecord
-    root = Path(sys.argv[1])
-    store = MlflowStore(os.environ["MLFLOW_TRACKING_URI"], root / "artifacts", root / sys.argv[2] / ".lock")
-    record = RunRecord(experiment="parallel", run_name=sys.argv[2], params={"who": sys.argv[2]})
-    with record.step("work", who=sys.argv[2]) as out:
-        out["ok"] = True
-    print(store.log(record))
 """)
 
 
@@ -110,29 +105,16 @@ def test_generated_dagster_yaml_names_the_variable_never_the_url(tmp_path):
     assert masked("postgresql://h/db?user=u&password=pw1") == "postgresql://h/db?user=u&password=***"
     assert masked("sqlite:////data/mlflow/mlflow.db") == "sqlite:////data/mlflow/mlflow.db"
 
-
-def test_processes_logging_at_once_to_a_fresh_postgres_mlflow_store_all_succeed(postgres_server, tmp_path):
-    """No file lock on PostgreSQL: the first writers race to create MLflow's schema (advisory lock) and
-    the experiment (the loser reads the winner's), then write at once."""
     from filelock import BaseFileLock
 
     from assets_pkg.tracking import MlflowStore
 
-    url = postgres_server.create_database("mlflow_parallel")
-    assert not isinstance(MlflowStore(url, tmp_path, tmp_path / ".lock").lock, BaseFileLock)
-    assert isinstance(MlflowStore(f"sqlite:///{tmp_path}/m.db", tmp_path, tmp_path / ".lock").lock, BaseFileLock)
-    environ = clean_environ(MLFLOW_TRACKING_URI=url)
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda n: subprocess.run(
-            [sys.executable, "-c", LOG_ONE_RUN, str(tmp_path), f"run-{n}"], cwd=REPO, env=environ,
-            capture_output=True, text=True, timeout=300), range(2)))
-    for result in results:
-        assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(url)
-    runs = client.search_runs([client.get_experiment_by_name("parallel").experiment_id])
-    assert sorted(r.data.params["who"] for r in runs) == ["run-0", "run-1"]
-    assert all(len(client.search_traces(locations=[r.info.experiment_id], run_id=r.info.run_id)) == 1 for r in runs)
-    assert not any((tmp_path / f"run-{n}" / ".lock").exists() for n in range(2))
+    def lock(uri: str):
+        return MlflowStore(uri, tmp_path, tmp_path / ".lock").lock
+
+    assert not isinstance(lock(url), BaseFileLock) and not isinstance(lock("http://mlflow:5000"), BaseFileLock)
+    assert isinstance(lock(f"sqlite:///{tmp_path}/m.db"), BaseFileLock)
+    assert isinstance(lock(str(tmp_path / "mlruns")), BaseFileLock)  # MLflow's local file store
 
 
 def test_catalog_and_a_campaign_on_postgres_dagster_and_mlflow(postgres_server, data_dir, layout, tmp_path,
@@ -197,7 +179,9 @@ def test_two_catalog_runs_in_two_processes_sharing_only_postgres_write_each_imag
         return subprocess.run([sys.executable, "-c", MATERIALIZE_CATALOG, str(data_dir), str(tmp_path / f"home-{n}")],
                               cwd=REPO, env=environ, capture_output=True, text=True, timeout=300)
 
-    # Fresh databases: both processes create Dagster's and MLflow's schemas at once, then race on every table.
+    # Fresh databases: both processes create Dagster's and MLflow's schemas and the pool limits at once (no
+    # file lock for MLflow on PostgreSQL: an advisory lock for its schema; the experiment's loser reads the
+    # winner's), then race on every table.
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(catalog_run, range(2)))
     for result in results:
@@ -216,6 +200,10 @@ def test_two_catalog_runs_in_two_processes_sharing_only_postgres_write_each_imag
     client = MlflowClient(environ["MLFLOW_TRACKING_URI"])
     [embed_run] = client.search_runs([client.get_experiment_by_name("image-embeddings").experiment_id])
     assert embed_run.data.metrics["embedded"] == 12  # the run that found nothing to embed logged nothing
+    both = client.search_runs([client.get_experiment_by_name("parallel").experiment_id])
+    assert sorted(r.data.params["who"] for r in both) == ["home-0", "home-1"]
+    assert all(len(client.search_traces(locations=[r.info.experiment_id], run_id=r.info.run_id)) == 1 for r in both)
+    assert not (layout.mlflow_dir / ".lock").exists()  # SQLite's file lock was never taken
 
 
 def test_cli_output_and_stored_runs_never_show_the_password(postgres_server, data_dir, tmp_path):
