@@ -4,6 +4,9 @@ Stages record what happened as plain data (`RunRecord`, with timed `Step`s), and
 writes it in one short burst under a file lock. Why: the embedded default store is SQLite, which
 fails with "database is locked" (and races on creating the schema and experiments) when several
 partition processes write at once; holding the lock only while logging keeps generations parallel.
+A server database (`MLFLOW_TRACKING_URI=postgresql://...`, MLflow's SQLAlchemy store) takes concurrent
+writers from every machine: no file lock there (it would hold on one machine only); the schema is
+created under a PostgreSQL advisory lock, and a lost race to create an experiment reads the winner's.
 Steps become an MLflow trace attached to the run, with their real start and end times; a step may name
 its span type (MLflow's `SpanType`: LLM, TOOL, RETRIEVER, ...) and an earlier step as its parent.
 """
@@ -16,13 +19,15 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote
 
 from filelock import FileLock
+
+from assets_pkg.database_urls import advisory_lock, is_postgres, is_sqlite
 
 PARAM_LIMIT = 500  # MLflow's portable limit for a param value; longer text goes in as an artifact
 # What the MLflow UI opens an experiment on (its `mlflow.experimentKind` tag): the runs table, or the GenAI
@@ -81,7 +86,9 @@ class MlflowStore:
         # A local folder, or a URI MLflow's artifact repositories take (s3://bucket/prefix).
         self.artifact_root = artifact_root if "://" in str(artifact_root) else Path(artifact_root)
         self.ui_url = ui_url.rstrip("/")  # where users browse this store (an `mlflow ui` / server)
-        self.lock = FileLock(str(lock_file))
+        # Only a local store (SQLite, MLflow's file store) needs writers in turn, and a file lock holds on one
+        # machine only: a server database (PostgreSQL) or tracking server takes concurrent writers itself.
+        self.lock = FileLock(str(lock_file)) if _is_local_store(tracking_uri) else nullcontext()
         lock_file.parent.mkdir(parents=True, exist_ok=True)
         self._experiment_of_run: dict[str, str] = {}
         self._writer: ThreadPoolExecutor | None = None  # `submit`'s one thread, made on first use
@@ -109,13 +116,13 @@ class MlflowStore:
         # would be spent holding the lock every partition process queues on. MLflow 3.17 reads this switch
         # only from the environment (mlflow/tracing/config.py: "TODO: move ... async logging ... here").
         os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
-        from mlflow import MlflowClient
         from mlflow.entities import Metric, Param
 
-        # The file lock spans processes; the thread lock spans this process's threads (a studio logs review
-        # turns on a background thread while a run's step logs its ad: both once raced to create the schema).
+        # The file lock (local stores only) spans processes; the thread lock spans this process's threads (a
+        # studio logs review turns on a background thread while a run's step logs its ad: both once raced to
+        # create the schema), and keeps MLflow's process-wide tracer on one store at a time on any backend.
         with _process_lock(self.tracking_uri), self.lock:
-            client = MlflowClient(self.tracking_uri)
+            client = _client(self.tracking_uri)
             experiment_id = self._experiment_id(client, record)
             run = client.create_run(experiment_id, run_name=record.run_name, tags=record.tags)
             run_id = run.info.run_id
@@ -173,7 +180,12 @@ class MlflowStore:
             else:
                 self.artifact_root.mkdir(parents=True, exist_ok=True)
                 location = (self.artifact_root / name).resolve().as_uri()
-            return client.create_experiment(name, artifact_location=location, tags=tags)
+            try:
+                return client.create_experiment(name, artifact_location=location, tags=tags)
+            except Exception:  # noqa: BLE001 -- another machine's writer created it first (no lock spans machines)
+                existing = client.get_experiment_by_name(name)
+                if existing is None:
+                    raise
         for key, value in tags.items():
             if key not in existing.tags:
                 client.set_experiment_tag(existing.experiment_id, key, value)
@@ -182,6 +194,25 @@ class MlflowStore:
 
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
+_SCHEMA_READY: set[str] = set()  # PostgreSQL stores this process has opened once (schema created or checked)
+SCHEMA_LOCK_KEY = 0x616472616700  # the advisory lock MLflow's schema is created under ("adrag\0")
+
+
+def _is_local_store(tracking_uri: str) -> bool:
+    return is_sqlite(tracking_uri) or "://" not in tracking_uri or tracking_uri.lower().startswith("file:")
+
+
+def _client(tracking_uri: str):
+    """An MlflowClient; on PostgreSQL, the first in this process opens the store under an advisory lock:
+    opening an empty database creates MLflow's schema, which two first writers would otherwise both do."""
+    from mlflow import MlflowClient
+
+    if not is_postgres(tracking_uri) or tracking_uri in _SCHEMA_READY:
+        return MlflowClient(tracking_uri)
+    with advisory_lock(tracking_uri, SCHEMA_LOCK_KEY):
+        client = MlflowClient(tracking_uri)  # opens the store: creates or checks the schema
+    _SCHEMA_READY.add(tracking_uri)
+    return client
 
 
 def _process_lock(tracking_uri: str) -> threading.Lock:

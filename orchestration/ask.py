@@ -12,6 +12,7 @@ from assets_pkg.answers.operations import EXPERIMENT, Answer, answer_with_images
 from assets_pkg.answers.questions import MODEL_ALONE, WITH_IMAGES
 from assets_pkg.answers.vision_model import VisionSettings, build_vision_model
 from assets_pkg.catalog.mirror import read_image_bytes
+from assets_pkg.database_urls import masked
 from assets_pkg.index.lance_index import open_reader
 from orchestration.runner import Project
 from orchestration.settings import VISION_MODEL_SETTINGS
@@ -51,7 +52,7 @@ def run_ask(project: Project, settings: VisionSettings, question: str, k: int, m
         failed |= not answer.ok
     if comparison:
         where = store.compare_url(run_ids)
-        print(f"\nside by side in MLflow: {where or store.tracking_uri}\n  (or, in the {EXPERIMENT!r} "
+        print(f"\nside by side in MLflow: {where or masked(store.tracking_uri)}\n  (or, in the {EXPERIMENT!r} "
               f"experiment, filter: tags.comparison = \"{comparison}\")")
     return 1 if failed else 0
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from assets_pkg.answers import questions
 from orchestration.preflight import CannotRun, check_clip_weights
-from orchestration.settings import RESOURCE_SETTINGS, is_set, missing_vision_model, vision_model_values
+from orchestration.settings import DAGSTER_PG_URL, RESOURCE_SETTINGS, is_set, missing_vision_model, vision_model_values
 
 DATA_DIR = RESOURCE_SETTINGS["data_store"]["data_dir"]
 MLFLOW_UI_URL = RESOURCE_SETTINGS["mlflow_tracking"]["ui_url"]
@@ -34,6 +34,10 @@ IMAGES_DIR = RESOURCE_SETTINGS["data_store"]["images_dir"]
 STUDIO_TOKEN = "ADRAG_STUDIO_TOKEN"  # when set, the studio page asks for it first
 NO_QUALITY_BAR = "-1"  # the lowest cosine: every ad passes
 NEAR_DUPLICATE_COSINE = RESOURCE_SETTINGS["candidate_diversity"]["near_duplicate_cosine"]
+TRACKING_URI = RESOURCE_SETTINGS["mlflow_tracking"]["tracking_uri"]
+# The commands that open Dagster's instance, and those that write to (or serve) the MLflow store.
+USES_INSTANCE = {"demo", "run", "ui", "studio"}
+USES_MLFLOW = {"demo", "run", "ask", "ui", "mlflow", "studio"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -172,6 +176,9 @@ def run_command(args: argparse.Namespace) -> int:
 
     overrides = settings_from_flags(args)
     home = dagster_home(Path(overrides[DATA_DIR]))
+    if problem := unreachable_database(args.command, overrides):
+        print(f"adrag {args.command}: {problem}", file=sys.stderr)
+        return 2
     if args.command == "ui":
         return launch_ui(overrides, home, args.host, args.port)
     if args.command == "mlflow":
@@ -246,25 +253,50 @@ def settings_from_flags(args: argparse.Namespace) -> dict[str, str]:
 
 
 def dagster_home(data_dir: Path) -> Path:
-    """$DAGSTER_HOME, else a project-local instance under the data directory (no telemetry leaves it)."""
+    """$DAGSTER_HOME, else a project-local instance under the data directory (no telemetry leaves it);
+    its dagster.yaml written from the settings (on PostgreSQL with $ADRAG_DAGSTER_PG_URL) unless it is the user's."""
+    from orchestration.instance_config import write_instance_yaml
+
     home = Path(os.environ.get("DAGSTER_HOME") or data_dir / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    if warning := write_instance_yaml(home):
+        print(f"adrag: {warning}", file=sys.stderr)
     return home
+
+
+def unreachable_database(command: str, overrides: dict[str, str]) -> str | None:
+    """One line when a PostgreSQL database the command needs cannot be reached (host and reason, no
+    password), else None. Checked before anything starts: Dagster and MLflow would retry, then raise a traceback."""
+    from assets_pkg.database_urls import DatabaseUnavailable, check_reachable, is_postgres
+
+    environ = {**os.environ, **overrides}
+    wanted = []
+    if command in USES_INSTANCE and is_set(DAGSTER_PG_URL, environ):
+        wanted.append((environ[DAGSTER_PG_URL].strip(), f"Dagster's PostgreSQL database (${DAGSTER_PG_URL})"))
+    tracking = environ.get(TRACKING_URI, "").strip()
+    if command in USES_MLFLOW and is_postgres(tracking):
+        wanted.append((tracking, f"MLflow's PostgreSQL store (${TRACKING_URI})"))
+    for url, what in wanted:
+        try:
+            check_reachable(url, what)
+        except DatabaseUnavailable as err:
+            return str(err)
+    return None
 
 
 def launch_ui(overrides: dict[str, str], home: Path, host: str | None, port: int | None) -> int:
     import dagster as dg
 
-    from orchestration.pools import apply_pool_limits
+    from orchestration.instance_config import uses_postgres
+    from orchestration.pools import apply_pool_limits, ensure_pool_limits
 
     # `dagster dev`, its code server and its runs inherit the flags' settings through their environment.
     environ = {**os.environ, **overrides, "DAGSTER_HOME": str(home)}
     # Runs launched from the UI queue on the `gpu` and `image_api` pools (the UI shows them under
-    # Deployment > Concurrency). CLI runs on this instance then claim pool slots too.
+    # Deployment > Concurrency). CLI runs on this instance then claim pool slots too. A PostgreSQL
+    # instance is shared: a limit set there (by hand, for all machines) is kept.
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        apply_pool_limits(instance, environ)
+        (ensure_pool_limits if uses_postgres(environ) else apply_pool_limits)(instance, environ)
     root = Path(__file__).resolve().parent.parent
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(root / "workspace.yaml"),
                *(["-h", host] if host else []), *(["-p", str(port)] if port else [])]  # unset: dagster dev's own
@@ -292,6 +324,7 @@ def mlflow_address(ui_url: str, host: str | None, port: int | None) -> tuple[str
 
 
 def launch_mlflow_ui(overrides: dict[str, str], host: str | None, port: int | None) -> int:
+    from assets_pkg.database_urls import masked
     from orchestration.resources import build_resources
 
     resources = build_resources(overrides, read_now=True)
@@ -301,8 +334,14 @@ def launch_mlflow_ui(overrides: dict[str, str], host: str | None, port: int | No
         print(f"adrag mlflow: note: {note}", file=sys.stderr, flush=True)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.tracking_uri,
                "--host", listen_host, "--port", str(listen_port)]
-    print(" ".join(command), flush=True)
-    os.execv(sys.executable, command)
+    environ, shown = dict(os.environ), " ".join(command)
+    if masked(store.tracking_uri) != store.tracking_uri:  # a password: through the environment, not argv (ps)
+        environ["MLFLOW_BACKEND_STORE_URI"] = store.tracking_uri
+        at = command.index("--backend-store-uri")
+        del command[at:at + 2]
+        shown = f"MLFLOW_BACKEND_STORE_URI={masked(store.tracking_uri)} {' '.join(command)}"
+    print(shown, flush=True)
+    os.execve(sys.executable, command, environ)
 
 
 def is_loopback(host: str) -> bool:

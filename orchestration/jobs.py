@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets_pkg.index.checks import index_ready_for_campaigns
+from orchestration.instance_config import JOB_TAG
 
 CATALOG_GROUPS = ("catalog", "embeddings", "index")
 # Why a run ran, on every run this project starts (the Runs page filters on it): "schedule", "cli",
@@ -19,6 +20,7 @@ def segments_tag(keys: list[str]) -> str:
 refresh_catalog = dg.define_asset_job(
     name="refresh_catalog",
     selection=dg.AssetSelection.groups(*CATALOG_GROUPS),
+    run_tags={JOB_TAG: "refresh_catalog"},  # the queued run coordinator's limit: one refresh at a time
     description="Scan the image folder and bring the mirror, embeddings and index up to date (incremental; "
                 "everything is embedded again under a new model key), with every catalog asset check.",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -15,12 +16,15 @@ import dagster as dg
 from assets_pkg.campaigns.operations import latest_campaigns
 from assets_pkg.campaigns.partitions import segment_partitions
 from assets_pkg.campaigns.segments import load_segments
+from assets_pkg.database_urls import masked
 from assets_pkg.index.lance_index import catalog_labels, open_reader
 from assets_pkg.index.queries import Query, build_query
 from assets_pkg.layout import DataLayout
 from orchestration.definitions import build_definitions
 from orchestration.failures import record_failure
+from orchestration.instance_config import uses_postgres
 from orchestration.jobs import SEGMENTS_TAG, TRIGGER_TAG, segments_tag
+from orchestration.pools import ensure_pool_limits
 from orchestration.preflight import check_brand_image, check_clip_weights, check_images_folder, check_segments
 from orchestration.resources import build_resources
 from orchestration.sensors import describe_failed_run
@@ -56,7 +60,13 @@ class Project:
         return self.current["data_store"].layout
 
     def instance(self) -> dg.DagsterInstance:
-        return dg.DagsterInstance.from_config(str(self.dagster_home))
+        instance = dg.DagsterInstance.from_config(str(self.dagster_home))
+        environ = {**os.environ, **self.overrides}
+        # A shared instance (the dagster.yaml adrag writes for ADRAG_DAGSTER_PG_URL): give its pools this
+        # project's limits where they have none.
+        if uses_postgres(environ) and type(instance.event_log_storage).__module__.startswith("dagster_postgres"):
+            ensure_pool_limits(instance, environ)
+        return instance
 
 
 def sync_segment_partitions(instance: dg.DagsterInstance, segments_file) -> list[str]:
@@ -229,7 +239,8 @@ def print_outputs(project: Project, keys: list[str], failed: list[str], seconds:
     print(f"\ntables (Delta):  {where.lake_dir}/{{{tables}}}")
     print(f"vector index:    {where.lance_dir}")
     store = project.current["mlflow_tracking"].store(where)
-    print(f"MLflow runs:     {store.tracking_uri}  (browse: adrag mlflow, then {store.ui_url or 'its address'})")
+    browse = f"browse: adrag mlflow, then {store.ui_url or 'its address'}"
+    print(f"MLflow runs:     {masked(store.tracking_uri)}  ({browse})")
     print("Dagster UI:      adrag ui")
 
 

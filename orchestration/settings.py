@@ -51,6 +51,9 @@ RESOURCE_SETTINGS: dict[str, dict[str, str]] = {
 VISION_MODEL_SETTINGS: dict[str, str] = {"base_url": "ADRAG_LLM_BASE_URL", "model": "ADRAG_VISION_MODEL",
                                          "api_key": "ADRAG_LLM_API_KEY"}
 VISION_MODEL_FALLBACK = {"model": "ADRAG_LLM_MODEL"}
+# Dagster's instance: the dagster.yaml `adrag` writes under DAGSTER_HOME (orchestration/instance_config.py).
+# A postgresql+psycopg2:// URL puts run, event log and schedule storage on PostgreSQL; unset: SQLite under DAGSTER_HOME.
+DAGSTER_PG_URL = "ADRAG_DAGSTER_PG_URL"
 # What Dagster needs when it loads the code location (a schedule's cron cannot be a run-time EnvVar).
 LOCATION_DEFAULTS = {
     "ADRAG_REFRESH_CRON": "0 2 * * *",  # when the nightly refresh_catalog schedule runs

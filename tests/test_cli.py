@@ -321,6 +321,7 @@ def test_ui_and_mlflow_pass_host_and_port_to_their_servers(tmp_path, monkeypatch
     monkeypatch.chdir(REPO)  # the launchers chdir to the project
     monkeypatch.setattr(supervise, "run_supervised", lambda command, env, cwd: stop(None, list(command), env))
     monkeypatch.setattr(os, "execv", stop)
+    monkeypatch.setattr(os, "execve", stop)
     data = str(tmp_path / "data")
 
     with pytest.raises(Exec) as ui:
