@@ -7,6 +7,7 @@ has its own databases.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 from conftest import tiny_resources
 from mlflow import MlflowClient
 from postgres_server import free_port, postgres_server  # noqa: F401 -- the session fixture
+from s3_server import s3_server  # noqa: F401 -- the session's S3 server
 from test_pipeline import assert_tables_match_disk
 
 from assets_pkg.database_urls import masked
@@ -27,6 +29,7 @@ from assets_pkg.resources import MlflowTracking
 from orchestration import cli
 from orchestration.definitions import CAMPAIGN_ASSETS, CATALOG_ASSETS
 from orchestration.instance_config import MARKER, instance_yaml, write_instance_yaml
+from orchestration.resources import build_resources
 from orchestration.runner import Project, sync_segment_partitions
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,11 +50,15 @@ MATERIALIZE_CATALOG = textwrap.dedent("""
     from assets_pkg.layout import DataLayout
     from assets_pkg.tracking import RunRecord
     data_dir, home = sys.argv[1], Path(sys.argv[2])
+    from orchestration.resources import build_resources
     resources = {**tiny_resources(data_dir, batch_size=2),
+                 # the lake, the index and the photos where the environment says (an S3 server's bucket)
+                 "data_store": build_resources({"ADRAG_DATA_DIR": data_dir})["data_store"],
                  "mlflow_tracking": MlflowTracking(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"))}
     # Both processes log to the fresh MLflow database at once (only one will have images to embed).
-    record = RunRecord(experiment="parallel", run_name=home.name, params={"who": home.name})
-    with record.step("work", who=home.name) as out:
+    who = home.parent.name  # the "machine"
+    record = RunRecord(experiment="parallel", run_name=who, params={"who": who})
+    with record.step("work", who=who) as out:
         out["ok"] = True
     MlflowTracking(tracking_uri=os.environ["MLFLOW_TRACKING_URI"]).store(DataLayout.under(data_dir)).log(record)
     home.mkdir(parents=True)
@@ -169,30 +176,41 @@ def test_catalog_and_a_campaign_on_postgres_dagster_and_mlflow(postgres_server, 
     assert postgres_server.execute("mlflow_graph", "SELECT count(*) FROM runs")[0][0] == 3  # candidates, ad, embed
 
 
-def test_two_catalog_runs_in_two_processes_sharing_only_postgres_write_each_image_once(postgres_server, data_dir,
-                                                                                       layout, tmp_path, monkeypatch):
+def test_two_catalog_runs_in_two_processes_sharing_no_local_file_write_each_image_once(
+        postgres_server, s3_server, data_dir, tmp_path, monkeypatch):  # noqa: F811
+    """Two "machines": each process has its own data dir and DAGSTER_HOME; what they share is the instance on
+    PostgreSQL and the lake, the index and the photos on an S3 server. Each image is written once."""
+    bucket = s3_server.create_bucket("two-machines")
+    client = s3_server.client()
+    for path in sorted(p for p in (data_dir / "images").rglob("*") if p.is_file()):
+        client.upload_file(str(path), bucket, f"images/{path.relative_to(data_dir / 'images').as_posix()}")
+    shared = {"ADRAG_LAKE_URI": f"s3://{bucket}/lake", "ADRAG_INDEX_URI": f"s3://{bucket}/lance",
+              "ADRAG_IMAGES_DIR": f"s3://{bucket}/images", **s3_server.environment()}
     environ = clean_environ(ADRAG_DAGSTER_PG_URL=postgres_server.create_database("dagster_two"),
-                            MLFLOW_TRACKING_URI=postgres_server.create_database("mlflow_two"))
+                            MLFLOW_TRACKING_URI=postgres_server.create_database("mlflow_two"), **shared)
     monkeypatch.setenv("ADRAG_DAGSTER_PG_URL", environ["ADRAG_DAGSTER_PG_URL"])  # to open the instance here too
 
     def catalog_run(n: int) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", MATERIALIZE_CATALOG, str(data_dir), str(tmp_path / f"home-{n}")],
+        machine = tmp_path / f"machine-{n}"
+        return subprocess.run([sys.executable, "-c", MATERIALIZE_CATALOG, str(machine / "data"), str(machine / "home")],
                               cwd=REPO, env=environ, capture_output=True, text=True, timeout=300)
 
     # Fresh databases: both processes create Dagster's and MLflow's schemas and the pool limits at once (no
     # file lock for MLflow on PostgreSQL: an advisory lock for its schema; the experiment's loser reads the
-    # winner's), then race on every table.
+    # winner's), then race on every table (Delta's conditional put and the leases on S3).
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(catalog_run, range(2)))
     for result in results:
         assert result.returncode == 0, result.stderr[-3000:]
-    assert_tables_match_disk(layout, TINY_MODEL_KEY)
+    on_s3 = build_resources(shared, read_now=True)["data_store"].layout
+    assert str(on_s3.mirror_table).startswith(f"s3://{bucket}/lake")
+    assert_tables_match_disk(dataclasses.replace(on_s3, images_dir=data_dir / "images"), TINY_MODEL_KEY)
 
     runs = runs_in(postgres_server, "dagster_two")
     assert sorted(runs.values()) == ["SUCCESS", "SUCCESS"]  # both runs, from two homes, in one instance
     made = materialized(postgres_server, "dagster_two")
     assert sorted(key for _, key in made) == sorted([*CATALOG, *CATALOG])
-    with dg.DagsterInstance.from_config(str(tmp_path / "home-0")) as instance:  # either home: the same instance
+    with dg.DagsterInstance.from_config(str(tmp_path / "machine-0" / "home")) as instance:  # either: one instance
         records = instance.fetch_materializations(dg.AssetKey("image_embeddings"), limit=10).records
         assert {r.run_id for r in records} == set(runs)
         counts = [r.asset_materialization.metadata["embedded"].value for r in records]
@@ -201,9 +219,9 @@ def test_two_catalog_runs_in_two_processes_sharing_only_postgres_write_each_imag
     [embed_run] = client.search_runs([client.get_experiment_by_name("image-embeddings").experiment_id])
     assert embed_run.data.metrics["embedded"] == 12  # the run that found nothing to embed logged nothing
     both = client.search_runs([client.get_experiment_by_name("parallel").experiment_id])
-    assert sorted(r.data.params["who"] for r in both) == ["home-0", "home-1"]
+    assert sorted(r.data.params["who"] for r in both) == ["machine-0", "machine-1"]
     assert all(len(client.search_traces(locations=[r.info.experiment_id], run_id=r.info.run_id)) == 1 for r in both)
-    assert not (layout.mlflow_dir / ".lock").exists()  # SQLite's file lock was never taken
+    assert not any(tmp_path.rglob(".lock"))  # SQLite's file lock was never taken
 
 
 def test_cli_output_and_stored_runs_never_show_the_password(postgres_server, data_dir, tmp_path):
