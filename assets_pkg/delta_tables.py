@@ -70,6 +70,16 @@ def table_version(path: Location) -> int | None:
     return None if dt is None else dt.version()
 
 
+def row_count(path: Location) -> int | None:
+    """Rows in the current snapshot, from the commit statistics in the log (no data file is read);
+    None before the first write or when a file was written without statistics."""
+    dt = open_table(path)
+    if dt is None:
+        return None
+    counts = dt.get_add_actions(flatten=True).column("num_records").to_pylist()
+    return None if any(c is None for c in counts) else int(sum(counts))
+
+
 @contextmanager
 def exclusive(path: Location, timeout_s: float = 3600) -> Iterator[None]:
     """Serialise read-compute-write syncs of one table across processes on this machine, or, for a

@@ -237,3 +237,22 @@ def test_a_one_table_mirror_is_converted_keeping_its_bytes(tmp_path):
     assert "bytes" not in {f.name for f in DeltaTable(str(table)).schema().fields}
     assert read_image_bytes(table, [r["image_id"] for r in old_rows]) == {r["image_id"]: r["bytes"] for r in old_rows}
     assert {f.name for f in DeltaTable(str(mirror_bytes_table(table))).schema().fields} == set(MIRROR_BYTES_SCHEMA.names)
+
+
+def test_table_assets_carry_dagsters_standard_table_metadata(resources, instance, layout):
+    """Row count, column schema, URI and table name under the `dagster/` keys the asset page shows."""
+    import dagster as dg
+
+    from orchestration.definitions import CATALOG_ASSETS
+
+    result = dg.materialize(CATALOG_ASSETS, resources=resources, instance=instance)
+    found = {e.asset_key.to_user_string(): e.materialization.metadata
+             for e in result.get_asset_materialization_events()}
+    for asset, rows in (("image_manifest", 12), ("image_mirror", 12), ("image_embeddings", 12), ("image_index", 12)):
+        metadata = found[asset]
+        assert metadata["dagster/row_count"].value == rows, asset
+        columns = [c.name for c in metadata["dagster/column_schema"].value.columns]
+        assert "image_id" in columns, (asset, columns)
+        assert metadata["dagster/uri"].value.startswith(str(layout.data_dir)), asset
+    assert found["image_index"]["dagster/uri"].value.endswith(".lance")
+    assert "vector" in [c.name for c in found["image_index"]["dagster/column_schema"].value.columns]

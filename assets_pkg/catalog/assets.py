@@ -5,8 +5,11 @@ import dagster as dg
 from assets_pkg.catalog.manifest import read_manifest, refresh_manifest
 from assets_pkg.catalog.mirror import sync_mirror
 from assets_pkg.catalog.quarantine import replace_stage_quarantine
-from assets_pkg.delta_tables import table_version
+from assets_pkg.delta_tables import row_count, table_version
+from assets_pkg.layout import MANIFEST_SCHEMA, MIRROR_SCHEMA
 from assets_pkg.resources import DataStore
+from assets_pkg.storage import uri
+from assets_pkg.table_metadata import table_metadata
 
 
 @dg.asset(
@@ -31,6 +34,7 @@ def image_manifest(context: dg.AssetExecutionContext, data_store: DataStore) -> 
         "quarantined": quarantined,
         "table_written": wrote,
         "table_version": table_version(layout.manifest_table),
+        **table_metadata(uri(layout.manifest_table), MANIFEST_SCHEMA, scan.manifest.num_rows, "image_manifest"),
     })
 
 
@@ -61,6 +65,6 @@ def image_mirror(context: dg.AssetExecutionContext, data_store: DataStore) -> dg
         "changed_after_scan": len(changes.changed_on_disk),
         "table_written": changes.wrote,
         "table_version": table_version(layout.mirror_table),
-        "table": dg.MetadataValue.path(str(layout.mirror_table)),
         "bytes_table_version": table_version(layout.mirror_bytes_table),
+        **table_metadata(uri(layout.mirror_table), MIRROR_SCHEMA, row_count(layout.mirror_table), "image_mirror"),
     })

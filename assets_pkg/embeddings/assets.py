@@ -5,12 +5,14 @@ import dagster as dg
 from assets_pkg.catalog.assets import image_mirror
 from assets_pkg.catalog.mirror import first_paths
 from assets_pkg.catalog.quarantine import replace_stage_quarantine
-from assets_pkg.delta_tables import read_table, table_version
+from assets_pkg.delta_tables import read_table, row_count, table_version
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.embeddings.store import sync_embeddings
-from assets_pkg.layout import QUARANTINE_SCHEMA
+from assets_pkg.layout import EMBEDDINGS_SCHEMA, QUARANTINE_SCHEMA
 from assets_pkg.resources import DataStore, MlflowTracking
 from assets_pkg.slots import slot
+from assets_pkg.storage import uri
+from assets_pkg.table_metadata import table_metadata
 from assets_pkg.tracking import RunRecord
 
 STAGE = "embeddings"
@@ -70,4 +72,7 @@ def image_embeddings(context: dg.AssetExecutionContext, data_store: DataStore, c
         "images_per_s": round(changes.rate, 1),
         "table_version": table_version(layout.embeddings_table),
         "mlflow_run_id": run_id,
+        # every model's vectors: the table keeps other model keys' rows until they are dropped
+        **table_metadata(uri(layout.embeddings_table), EMBEDDINGS_SCHEMA, row_count(layout.embeddings_table),
+                         "image_embeddings"),
     })

@@ -7,8 +7,10 @@ from assets_pkg.catalog.mirror import read_mirror_metadata
 from assets_pkg.embeddings.assets import image_embeddings
 from assets_pkg.embeddings.resources import ClipModel
 from assets_pkg.embeddings.store import read_vectors
-from assets_pkg.index.lance_index import sync_index
+from assets_pkg.index.lance_index import index_schema, sync_index
 from assets_pkg.resources import DataStore
+from assets_pkg.storage import uri
+from assets_pkg.table_metadata import table_metadata
 
 
 @dg.asset(
@@ -36,6 +38,8 @@ def image_index(context: dg.AssetExecutionContext, data_store: DataStore, clip: 
         "metadata_updated": changes.updated,
         "lance_version": changes.version,
         "search": "flat (exact)" if changes.ann is None else changes.ann.index_type,
+        **table_metadata(f"{uri(layout.lance_dir)}/{changes.table_name}.lance", index_schema(encoder.dim),
+                         changes.total, changes.table_name),
     }
     if changes.ann is not None:  # its recall is measured by the index_recall_at_10 check
         metadata.update(num_partitions=changes.ann.num_partitions, nprobes=changes.ann.nprobes,
