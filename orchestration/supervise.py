@@ -44,12 +44,29 @@ def stop_group(child: subprocess.Popen, grace_s: float) -> None:
         return
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        child.poll()
-        if not _signal_group(child.pid, 0):
+        child.poll()  # reap the leader
+        if not _group_alive(child.pid):
             return
         time.sleep(0.2)
     _signal_group(child.pid, signal.SIGKILL)
     child.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: members that outlived the leader
+    are reparented to pid 1, which in a container may never reap them, and signal 0 still reaches a zombie."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return _signal_group(pgid, 0)
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its ")".
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == pgid and state != "Z":
+            return True
+    return False
 
 
 def _signal_group(pgid: int, sig: int) -> bool:
