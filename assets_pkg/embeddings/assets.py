@@ -27,7 +27,7 @@ STAGE = "embeddings"
 def image_embeddings(context: dg.AssetExecutionContext, data_store: DataStore, clip: ClipModel,
                      mlflow_tracking: MlflowTracking) -> dg.MaterializeResult:
     layout = data_store.layout
-    encoder = clip.encoder()
+    encoder = clip.image_encoder()  # in this process, or a Ray actor pool (ADRAG_RAY_ADDRESS)
     known_bad = {r["image_id"]: r for r in read_table(layout.quarantine_table, QUARANTINE_SCHEMA, where=f"stage = '{STAGE}'").to_pylist()}
     last_log = [0.0]
 
@@ -67,4 +67,5 @@ def image_embeddings(context: dg.AssetExecutionContext, data_store: DataStore, c
         "images_per_s": round(changes.rate, 1),
         "table_version": table_version(layout.embeddings_table),
         "mlflow_run_id": run_id,
+        **({"ray_cluster": encoder.cluster_address} if clip.on_ray else {}),
     })
