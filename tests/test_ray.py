@@ -32,7 +32,8 @@ from assets_pkg.delta_tables import read_table  # noqa: E402
 from assets_pkg.embeddings.assets import image_embeddings  # noqa: E402
 from assets_pkg.embeddings.encode import ClipEncoder  # noqa: E402
 from assets_pkg.embeddings.model import RANDOM, TINY_MODEL, ClipSpec, load_clip  # noqa: E402
-from assets_pkg.embeddings.ray_encode import RayImageEncoder, RayOptions, RayUnavailable, ray_connection  # noqa: E402
+from assets_pkg.embeddings.ray_encode import (  # noqa: E402
+    ActorPlan, RayImageEncoder, RayOptions, RayUnavailable, check_reachable, plan_actors, ray_connection)
 from assets_pkg.embeddings.resources import ClipModel  # noqa: E402
 from assets_pkg.embeddings.store import read_vectors, sync_embeddings  # noqa: E402
 from assets_pkg.layout import EMBEDDINGS_SCHEMA  # noqa: E402
@@ -197,3 +198,18 @@ def test_an_unreachable_cluster_fails_at_once_in_one_line(data_dir, instance):
     cause = failure.step_failure_data.error.cause or failure.step_failure_data.error
     assert cause.message.strip().count("\n") == 0 and "cannot reach the Ray cluster at ray://127.0.0.1:1" in cause.message
     assert time.perf_counter() - started < 30
+
+
+def test_the_actor_pool_follows_the_cluster_one_gpu_per_actor():
+    auto = RayOptions(address="auto")
+    assert plan_actors(auto, {"CPU": 8}) == ActorPlan(actors=8, num_cpus=1, num_gpus=0, device="cpu")
+    assert plan_actors(RayOptions("auto", cpus_per_actor=4), {"CPU": 8}).actors == 2
+    assert plan_actors(auto, {"CPU": 32, "GPU": 4}) == ActorPlan(actors=4, num_cpus=1, num_gpus=1, device="cuda")
+    assert plan_actors(RayOptions("auto", actors=2, cpus_per_actor=4), {"CPU": 32, "GPU": 4}) == \
+        ActorPlan(actors=2, num_cpus=4, num_gpus=1, device="cuda")
+    assert plan_actors(RayOptions("auto", device="cpu"), {"CPU": 32, "GPU": 4}).num_gpus == 0
+    with pytest.raises(RuntimeError, match="no GPUs"):
+        plan_actors(RayOptions("auto", device="cuda"), {"CPU": 8})
+    for bad in ("http://head:6379", "head", "ray://head"):
+        with pytest.raises(RayUnavailable, match="not a Ray address"):
+            check_reachable(bad)
