@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -97,25 +96,21 @@ def meta(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
-def test_asset_on_ray_writes_the_in_process_vectors(data_dir, layout, instance, ray_cluster):
+def test_asset_on_ray_writes_the_in_process_vectors(data_dir, layout, instance, ray_cluster, clip_encoder):
     resources = tiny_resources(data_dir, batch_size=4)
-    in_process = dg.materialize([image_manifest, image_mirror, image_embeddings], resources=resources,
-                                instance=instance)
-    assert in_process.success
-    key = meta(in_process, "image_embeddings")["model_key"]
-    want = vectors_of(layout.embeddings_table, key)
+    assert dg.materialize([image_manifest, image_mirror], resources=resources, instance=instance).success
+    sync_embeddings(layout.data_dir / "in-process", layout.mirror_table, clip_encoder)  # the in-process path's code
+    want = vectors_of(layout.data_dir / "in-process", clip_encoder.model_key)
     assert len(want) == 12
 
-    # The same step on the Ray cluster, from an empty embeddings table.
-    shutil.rmtree(layout.embeddings_table)
     on_ray = {**resources, "clip": ClipModel(model_name=TINY_MODEL, weights=RANDOM, device="cpu", batch_size=4,
                                              ray_address=ray_cluster, ray_actors=1)}
     result = dg.materialize([image_embeddings], resources=on_ray, instance=instance)
     assert result.success
     first = meta(result, "image_embeddings")
-    assert first["embedded"] == 12 and first["model_key"] == key
+    assert first["embedded"] == 12 and first["model_key"] == clip_encoder.model_key
     assert first["device"] == "ray:cpu x1 (1 CPU each)" and first["ray_cluster"] == ray_cluster
-    assert_same_vectors(vectors_of(layout.embeddings_table, key), want)
+    assert_same_vectors(vectors_of(layout.embeddings_table, clip_encoder.model_key), want)
     assert not ray.is_initialized(), "the step disconnects from the cluster"
 
     # Incremental: nothing pending, nothing sent to Ray (no connection at all).
