@@ -24,7 +24,10 @@ RESOURCE_SETTINGS: dict[str, dict[str, str]] = {
                    "s3_session_token": "AWS_SESSION_TOKEN", "s3_allow_http": "AWS_ALLOW_HTTP"},
     "clip": {"model_name": "ADRAG_CLIP_MODEL", "weights": "ADRAG_CLIP_WEIGHTS",  # weights: tag, file or "random"
              "device": "ADRAG_DEVICE",
-             "max_concurrent": "ADRAG_GPU_CONCURRENCY"},  # embedding steps at once on this machine
+             "max_concurrent": "ADRAG_GPU_CONCURRENCY",  # embedding steps at once on this machine
+             # image embedding on Ray: empty = in-process, `local`, `auto`, `host:port` or `ray://host:port`
+             "ray_address": "ADRAG_RAY_ADDRESS", "ray_actors": "ADRAG_RAY_ACTORS",
+             "ray_cpus_per_actor": "ADRAG_RAY_CPUS_PER_ACTOR"},
     "image_generator": {"replicate_api_token": "REPLICATE_API_TOKEN",  # unset: the local compositor
                         "replicate_model": "ADRAG_REPLICATE_MODEL",
                         "replicate_base_url": "ADRAG_REPLICATE_BASE_URL",  # a proxy or a stand-in

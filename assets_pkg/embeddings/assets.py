@@ -29,7 +29,7 @@ STAGE = "embeddings"
 def image_embeddings(context: dg.AssetExecutionContext, data_store: DataStore, clip: ClipModel,
                      mlflow_tracking: MlflowTracking) -> dg.MaterializeResult:
     layout = data_store.layout
-    encoder = clip.encoder()
+    encoder = clip.image_encoder()  # in this process, or a Ray actor pool (ADRAG_RAY_ADDRESS)
     known_bad = {r["image_id"]: r for r in read_table(layout.quarantine_table, QUARANTINE_SCHEMA, where=f"stage = '{STAGE}'").to_pylist()}
     last_log = [0.0]
 
@@ -75,4 +75,5 @@ def image_embeddings(context: dg.AssetExecutionContext, data_store: DataStore, c
         # every model's vectors: the table keeps other model keys' rows until they are dropped
         **table_metadata(uri(layout.embeddings_table), EMBEDDINGS_SCHEMA, row_count(layout.embeddings_table),
                          "image_embeddings"),
+        **({"ray_cluster": encoder.cluster_address} if clip.on_ray else {}),
     })

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -26,6 +26,18 @@ class EncodedBatch:
     image_ids: list[str]
     vectors: np.ndarray  # (n, dim) float32, unit norm
     failed: list[tuple[str, str]] = field(default_factory=list)  # (image_id, reason)
+
+
+class ImageEncoder(Protocol):
+    """What the embeddings table's writer needs (`store.sync_embeddings`): `ClipEncoder` in this process,
+    `ray_encode.RayImageEncoder` on a Ray actor pool."""
+
+    model_key: str
+    dim: int
+    device: str
+    batch_size: int
+
+    def encode_images(self, items: Iterable[tuple[str, bytes]]) -> Iterator[EncodedBatch]: ...
 
 
 def pick_device(requested: str = "auto") -> str:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from assets_pkg.catalog.mirror import iter_image_bytes
 from assets_pkg.delta_tables import append, exclusive, open_table, read_table, sql_in, sql_literal, with_commit_retry
-from assets_pkg.embeddings.encode import ClipEncoder
+from assets_pkg.embeddings.encode import ImageEncoder
 from assets_pkg.layout import EMBEDDINGS_SCHEMA, MIRROR_SCHEMA
 
 COMMIT_EVERY = 4096  # vectors per Delta commit
@@ -43,7 +43,7 @@ def read_vectors(table: Path, model_key: str) -> pa.Table:
     return read_table(table, EMBEDDINGS_SCHEMA, ["image_id", "vector"], f"model_key = {sql_literal(model_key)}")
 
 
-def sync_embeddings(table: Path, mirror_table: Path, encoder: ClipEncoder,
+def sync_embeddings(table: Path, mirror_table: Path, encoder: ImageEncoder,
                     on_progress: Callable[[int, int, float], None] | None = None,
                     skip_ids: set[str] = frozenset()) -> EmbeddingChanges:
     """Make the table hold exactly one vector per mirror image for `encoder.model_key`.
@@ -55,7 +55,7 @@ def sync_embeddings(table: Path, mirror_table: Path, encoder: ClipEncoder,
         return _sync_embeddings(table, mirror_table, encoder, on_progress, skip_ids)
 
 
-def _sync_embeddings(table: Path, mirror_table: Path, encoder: ClipEncoder,
+def _sync_embeddings(table: Path, mirror_table: Path, encoder: ImageEncoder,
                      on_progress: Callable[[int, int, float], None] | None, skip_ids: set[str]) -> EmbeddingChanges:
     mirror_ids = set(read_table(mirror_table, MIRROR_SCHEMA, ["image_id"])["image_id"].to_pylist())
     all_rows = read_table(table, EMBEDDINGS_SCHEMA, ["image_id", "model_key"])
