@@ -168,7 +168,7 @@ def test_local_mode_starts_and_stops_its_ray_and_reports_undecodable_images_like
     assert encoder.device == "ray:cpu x1 (1 CPU each)" and encoder.timings["connect_s"] > 0
     assert not ray.is_initialized() and not listening(encoder.cluster_address), "the local Ray was shut down"
     [(bad_id, reason)] = [f for b in want for f in b.failed]
-    assert bad_id == "bad" and reason.startswith("cannot decode for embedding: ")
+    assert bad_id == "bad" and reason.startswith("cannot decode JPEG for embedding: ")
     [(got_id, got_reason)] = [f for b in got for f in b.failed]  # and no crash
     at = re.compile(r" at 0x[0-9a-f]+")  # PIL names the BytesIO object by its address
     assert (got_id, at.sub("", got_reason)) == (bad_id, at.sub("", reason)), "the in-process reason"
