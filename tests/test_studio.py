@@ -182,8 +182,12 @@ def wait_for_pictures(page, count: int) -> None:
 
     pictures = page.get_by_test_id("stImage").locator("img")
     expect(pictures).to_have_count(count)
-    for n in range(count):
-        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=pictures.nth(n).element_handle())
+    # Queried afresh on every poll: Streamlit may re-render the images after a click, and a handle taken
+    # before that points at a detached element that never loads (a CI failure under load).
+    page.wait_for_function("""count => {
+        const shown = [...document.querySelectorAll('[data-testid="stImage"] img')];
+        return shown.length === count && shown.every(img => img.complete && img.naturalWidth > 0);
+    }""", arg=count)
 
 
 def clicked(page, button: str, then) -> float:
