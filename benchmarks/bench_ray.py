@@ -110,7 +110,7 @@ class TreeCpu:
         while not self.stop.wait(self.interval):
             self.last.update(self._tree())
 
-    def __enter__(self) -> "TreeCpu":
+    def __enter__(self) -> TreeCpu:
         self.baseline = self._tree()
         self.last = dict(self.baseline)
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -32,7 +32,14 @@ from assets_pkg.embeddings.assets import image_embeddings  # noqa: E402
 from assets_pkg.embeddings.encode import ClipEncoder  # noqa: E402
 from assets_pkg.embeddings.model import RANDOM, TINY_MODEL, ClipSpec, load_clip  # noqa: E402
 from assets_pkg.embeddings.ray_encode import (  # noqa: E402
-    ActorPlan, RayImageEncoder, RayOptions, RayUnavailable, check_reachable, plan_actors, ray_connection)
+    ActorPlan,
+    RayImageEncoder,
+    RayOptions,
+    RayUnavailable,
+    check_reachable,
+    plan_actors,
+    ray_connection,
+)
 from assets_pkg.embeddings.resources import ClipModel  # noqa: E402
 from assets_pkg.embeddings.store import read_vectors, sync_embeddings  # noqa: E402
 from assets_pkg.layout import EMBEDDINGS_SCHEMA  # noqa: E402
@@ -179,9 +186,8 @@ def test_local_mode_starts_and_stops_its_ray_and_reports_undecodable_images_like
 
 def test_an_unreachable_cluster_fails_at_once_in_one_line(data_dir, instance):
     started = time.perf_counter()
-    with pytest.raises(RayUnavailable) as err:
-        with ray_connection("ray://127.0.0.1:1"):
-            pass
+    with pytest.raises(RayUnavailable) as err, ray_connection("ray://127.0.0.1:1"):
+        pass
     assert "\n" not in str(err.value) and "ray://127.0.0.1:1" in str(err.value)
 
     resources = {**tiny_resources(data_dir), "clip": ClipModel(model_name=TINY_MODEL, weights=RANDOM, device="cpu",

@@ -132,14 +132,14 @@ def ray_connection(address: str) -> Iterator[str]:
     address = address.strip()
     check_reachable(address)
     if ray.is_initialized():
-        yield ray.get_runtime_context().gcs_address
+        yield _gcs_address(ray)
         return
     kwargs = {"address": LOCAL, "include_dashboard": False} if address == LOCAL else {"address": address}
     try:
         ray.init(logging_level=logging.WARNING, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as err:
+    except Exception as err:  # ConnectionError, AuthenticationError, RuntimeError (version mismatch), ...
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        token_hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+        token_hint = "" if os.environ.get("RAY_AUTH_MODE") or "Could not find" in first_line else (
             "; a cluster with token authentication also needs RAY_AUTH_MODE=token and RAY_AUTH_TOKEN here")
         raise RayUnavailable(f"cannot connect to Ray at {address!r}: {first_line} (ADRAG_RAY_ADDRESS: `local`, "
                              f"`auto`, `host:port` or `ray://host:port`{token_hint})") from None
@@ -276,6 +276,8 @@ class RayImageEncoder:
                     if "first_batch_s" not in self.timings:
                         self.timings["first_batch_s"] = time.perf_counter() - started
                     yield batch
+            if self.duplicates:
+                log.info("%d images came back from Ray twice (retried calls); each was written once", self.duplicates)
             missing = sent - seen
             if missing:
                 raise RuntimeError(f"{len(missing)} of {len(sent)} images came back from Ray with neither a vector "
