@@ -1,6 +1,7 @@
 """Catalog assets: the image manifest (scan + validate + quarantine) and the Delta mirror."""
 
 import dagster as dg
+import pyarrow as pa
 
 from assets_pkg.catalog.manifest import read_manifest, refresh_manifest
 from assets_pkg.catalog.mirror import sync_mirror
@@ -9,7 +10,6 @@ from assets_pkg.delta_tables import row_count, table_version
 from assets_pkg.layout import MANIFEST_SCHEMA, MIRROR_SCHEMA
 from assets_pkg.resources import DataStore
 from assets_pkg.storage import uri
-from assets_pkg.table_metadata import table_metadata
 
 
 @dg.asset(
@@ -68,3 +68,17 @@ def image_mirror(context: dg.AssetExecutionContext, data_store: DataStore) -> dg
         "bytes_table_version": table_version(layout.mirror_bytes_table),
         **table_metadata(uri(layout.mirror_table), MIRROR_SCHEMA, row_count(layout.mirror_table), "image_mirror"),
     })
+
+
+def table_metadata(uri: str, schema: pa.Schema, row_count: int | None, name: str | None = None) -> dict:
+    """Dagster's standard table metadata, for every asset that writes a table: the keys of its
+    TableMetadataSet and UriMetadataSet (not exported by `dagster` 1.13), which the asset page shows as
+    the row count, the Columns tab and the location."""
+    metadata = {"dagster/uri": uri, "dagster/column_schema": dg.TableSchema(columns=[
+        dg.TableColumn(field.name, str(field.type), constraints=dg.TableColumnConstraints(nullable=field.nullable))
+        for field in schema])}
+    if row_count is not None:
+        metadata["dagster/row_count"] = row_count
+    if name:
+        metadata["dagster/table_name"] = name
+    return metadata

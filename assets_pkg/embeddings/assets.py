@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets_pkg.catalog.assets import image_mirror
+from assets_pkg.catalog.assets import image_mirror, table_metadata
 from assets_pkg.catalog.mirror import first_paths
 from assets_pkg.catalog.quarantine import replace_stage_quarantine
 from assets_pkg.delta_tables import read_table, row_count, table_version
@@ -12,7 +12,6 @@ from assets_pkg.layout import EMBEDDINGS_SCHEMA, QUARANTINE_SCHEMA
 from assets_pkg.resources import DataStore, MlflowTracking
 from assets_pkg.slots import slot
 from assets_pkg.storage import uri
-from assets_pkg.table_metadata import table_metadata
 from assets_pkg.tracking import RunRecord
 
 STAGE = "embeddings"

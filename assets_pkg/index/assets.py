@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets_pkg.catalog.assets import image_mirror
+from assets_pkg.catalog.assets import image_mirror, table_metadata
 from assets_pkg.catalog.mirror import read_mirror_metadata
 from assets_pkg.embeddings.assets import image_embeddings
 from assets_pkg.embeddings.resources import ClipModel
@@ -10,7 +10,6 @@ from assets_pkg.embeddings.store import read_vectors
 from assets_pkg.index.lance_index import index_schema, sync_index
 from assets_pkg.resources import DataStore
 from assets_pkg.storage import uri
-from assets_pkg.table_metadata import table_metadata
 
 
 @dg.asset(
