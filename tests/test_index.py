@@ -105,7 +105,7 @@ def test_ivf_sq_recall_at_10_with_and_without_label_filter(tmp_path):
     # The partitions asked for survive the optimize() that follows the build (with `num_partitions`
     # LanceDB 0.40 rebuilt the index as a single partition there).
     assert changes.ann.num_partitions == 23
-    assert 21 <= ranked_partitions(table) <= 23  # k-means may leave a partition of clustered data empty
+    assert_partitions_kept(table, changes.ann.num_partitions)
     queries = clustered_vectors(40, seed=2)  # held out: never indexed
     index = open_reader(tmp_path, "m")
     assert index.params == changes.ann
@@ -171,6 +171,13 @@ def test_refine_factor_is_raised_for_vectors_the_codes_cannot_order(tmp_path):
     assert recall_at_k(index, vectors[:40], 10) >= 0.95  # with the recorded settings
 
 
+def assert_partitions_kept(table, asked: int) -> None:
+    """The index has (about) the partitions it was trained with, not the single one LanceDB 0.40's
+    optimize() left. k-means starts from random centroids and can leave a few partitions of
+    clustered data empty (CI once saw 22 of 25), hence the slack."""
+    assert 0.8 * asked <= ranked_partitions(table) <= asked, (ranked_partitions(table), asked)
+
+
 def ranked_partitions(table) -> int:
     """How many centroids a query ranks, i.e. the index's partitions summed over its segments: read
     from the query plan, because LanceDB reports no partition count."""
@@ -208,7 +215,7 @@ def test_index_is_retrained_when_the_table_doubles_or_halves_and_dropped_below_t
     assert doubled.ann_built and doubled.retrained_from == 3000
     assert doubled.ann == trained_params(table) and doubled.ann.built_like(ann_params(6400, DIM))
     assert doubled.ann.num_partitions > first.ann.num_partitions
-    assert 0.9 * doubled.ann.num_partitions <= ranked_partitions(table) <= doubled.ann.num_partitions
+    assert_partitions_kept(table, doubled.ann.num_partitions)
     assert index_uuid(table) != built and vector_index_pieces(table) == 1
     assert recall_at_k(open_reader(tmp_path, "m"), clustered_vectors(30, seed=5), k=10) >= 0.95
 
