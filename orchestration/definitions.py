@@ -28,9 +28,10 @@ from assets_pkg.index.checks import (
     index_recall_at_10,
     index_retrieval_beats_chance,
 )
+from orchestration.asset_attributes import with_asset_attributes
 from orchestration.jobs import generate_campaigns, refresh_catalog
 from orchestration.resources import build_resources
-from orchestration.schedules import nightly_refresh_schedule
+from orchestration.schedules import index_freshness_policy, nightly_refresh_schedule
 from orchestration.sensors import image_folder_sensor, record_run_failures, segments_sensor
 from orchestration.settings import location_setting
 
@@ -48,18 +49,23 @@ ALL_CHECKS = [*CATALOG_CHECKS, *QUARANTINE_CHECKS, *QUALITY_CHECKS, *CAMPAIGN_CH
 
 
 def build_definitions(environ: Mapping[str, str] = os.environ, resources: dict | None = None) -> dg.Definitions:
-    """The code location's Definitions; the schedule's cron and timezone come from `environ` now.
+    """The code location's Definitions; the schedule's cron and timezone, and the assets' code versions,
+    kinds and the index's freshness policy (`asset_attributes`), come from `environ` now.
 
     `resources` replaces the environment-configured resources (the CLI passes its own, tests the tiny
     model's).
     """
+    resources = resources if resources is not None else build_resources(environ=environ)
+    cron, timezone = location_setting("ADRAG_REFRESH_CRON", environ), location_setting("ADRAG_REFRESH_TIMEZONE", environ)
+    schedule = nightly_refresh_schedule(cron, timezone)  # first: it says what is wrong with a bad cron or timezone
+    assets = with_asset_attributes([*CATALOG_ASSETS, *CAMPAIGN_ASSETS], resources, environ,
+                                   index_freshness=index_freshness_policy(cron, timezone))
     return dg.Definitions(
-        assets=[*CATALOG_ASSETS, *CAMPAIGN_ASSETS],
+        assets=assets,
         asset_checks=ALL_CHECKS,
-        resources=resources if resources is not None else build_resources(environ=environ),
+        resources=resources,
         jobs=[refresh_catalog, generate_campaigns],
-        schedules=[nightly_refresh_schedule(location_setting("ADRAG_REFRESH_CRON", environ),
-                                            location_setting("ADRAG_REFRESH_TIMEZONE", environ))],
+        schedules=[schedule],
         sensors=[image_folder_sensor, segments_sensor, record_run_failures],
     )
 

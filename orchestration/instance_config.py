@@ -1,6 +1,7 @@
 """The Dagster instance's `dagster.yaml`, written by `adrag` from its settings.
 
-Unset ADRAG_DAGSTER_PG_URL: Dagster's defaults (SQLite files under DAGSTER_HOME), telemetry off.
+Always: telemetry off, freshness policies evaluated by the daemon.
+Unset ADRAG_DAGSTER_PG_URL: Dagster's defaults (SQLite files under DAGSTER_HOME).
 Set (a postgresql:// URL): run, event log and schedule storage on PostgreSQL (dagster-postgres), so
 machines and processes that share the database share one instance; the queued run coordinator
 (one `refresh_catalog` run at a time, `JOB_TAG`); the pools held per step (`gpu`, `image_api`,
@@ -25,6 +26,8 @@ MARKER = ("# adrag writes this file from its settings (orchestration/instance_co
           "and rewrites it when they change.")
 KEEP = "# Delete the line above to keep your own edits: adrag then leaves the file alone."
 TELEMETRY_OFF = "telemetry:\n  enabled: false\n"  # all adrag wrote before the marker: also its own
+# The daemon evaluates freshness policies (the index's: orchestration/schedules.py); off by default in Dagster 1.13.
+FRESHNESS_ON = "freshness:\n  enabled: true\n"
 MAX_CONCURRENT_RUNS = 10  # Dagster's default; runs hold pool slots for their GPU and image-API steps
 
 POSTGRES = f"""\
@@ -62,7 +65,7 @@ def uses_postgres(environ: Mapping[str, str] = os.environ) -> bool:
 
 def instance_yaml(environ: Mapping[str, str] = os.environ) -> str:
     """The dagster.yaml for the settings in `environ` (never a URL or password from it)."""
-    body = TELEMETRY_OFF + (POSTGRES if uses_postgres(environ) else "")
+    body = TELEMETRY_OFF + FRESHNESS_ON + (POSTGRES if uses_postgres(environ) else "")
     return f"{MARKER}\n{KEEP}\n{body}"
 
 

@@ -51,8 +51,9 @@ def image_folder_sensor(context: dg.SensorEvaluationContext, data_store: DataSto
 @dg.sensor(
     job=generate_campaigns,
     minimum_interval_seconds=60,
-    description="Adds partitions for new segments and removes deleted ones; requests a campaign run for each new "
-                "segment and each segment whose name, description, subject, labels (or the brand) changed.",
+    description="Keeps the segment partitions equal to the segments file: adds partitions for new segments, removes "
+                "deleted ones and ones added by hand; requests a campaign run for each new segment and each segment "
+                "whose name, description, subject, labels (or the brand) changed.",
 )
 def segments_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> dg.SensorResult:
     try:
@@ -69,6 +70,9 @@ def segments_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) 
     # Without a cursor (first tick) an existing partition's last content is unknown: not "edited".
     known = previous["segments"] if previous else {}
     edited = [key for key in digests if key in current and key in known and known[key] != digests[key]]
+    if hand_added := [key for key in removed if key not in known]:
+        context.log.warning(f"removing partition(s) {', '.join(hand_added)}: not segments of "
+                            f"{data_store.layout.segments_file}; add a segment to that file to get a partition")
     requests = []
     if added:
         requests.append(segment_partitions.build_add_request(added))

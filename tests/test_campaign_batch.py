@@ -83,3 +83,29 @@ def test_chosen_segments_run_as_stretches_of_neighbouring_partitions():
     assert consecutive_stretches(ordered, ["e", "a", "b", "d"]) == [["a", "b"], ["d", "e"]]
     assert consecutive_stretches(ordered, ["c", "zz"]) == [["c"]]
     assert consecutive_stretches(ordered, []) == []
+
+
+def test_a_partition_added_by_hand_fails_alone_naming_the_file_and_the_segments(resources, instance, layout):
+    """Dagster lets a user add a partition key in the UI; one that names no segment fails that segment,
+    at once and without retries, saying where segments come from; the others' ads are made."""
+    from orchestration.definitions import CAMPAIGN_ASSETS
+    from orchestration.sensors import segments_sensor
+
+    refresh(resources, instance)
+    layout.segments_file.write_text(SEGMENTS)
+    keys = sync_segment_partitions(instance, layout.segments_file)
+    instance.add_dynamic_partitions("segments", ["typo-segment"])
+    result = dg.materialize(CAMPAIGN_ASSETS, resources=resources, instance=instance, raise_on_error=False, tags={
+        "dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": "typo-segment"})
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = str(failure.event_specific_data.error)
+    assert f"'typo-segment' is not a segment of {layout.segments_file} (known: {', '.join(keys)})" in message
+    assert "add the segment there" in message and "KeyError" not in message
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 0
+    assert instance.get_materialized_partitions(dg.AssetKey("campaign_ad")) == {keys[0], keys[2], keys[3]}
+
+    # The segments sensor removes the hand-added partition.
+    result = segments_sensor(dg.build_sensor_context(instance=instance, resources={"data_store": resources["data_store"]}))
+    deletes = [r for r in result.dynamic_partitions_requests if isinstance(r, dg.DeleteDynamicPartitionsRequest)]
+    assert [list(d.partition_keys) for d in deletes] == [["typo-segment"]]

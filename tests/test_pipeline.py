@@ -186,6 +186,8 @@ def test_two_segments_generate_ads_with_the_local_compositor(resources, instance
         f"Made by Dagster run [{dagster_run[:8]}](http://127.0.0.1:3000/runs/{dagster_run})")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert experiment.tags["mlflow.note.content"].startswith("One run per campaign step and segment")
+    # The source MLflow shows is the pipeline's, not this process's script (test_ui checks a run from the UI).
+    assert run.data.tags["mlflow.source.name"] == "adrag/ad-campaigns" and run.data.tags["mlflow.source.type"] == "JOB"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"candidates.png", "prompt.txt", "candidates.json"} <= artifacts
     assert any(a.startswith("ad-") and a.endswith(".png") for a in artifacts)

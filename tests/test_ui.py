@@ -35,6 +35,8 @@ from ui_stack import (
     wait_for,
 )
 
+from assets_pkg.embeddings.model import TINY_MODEL
+
 # The Dagster GraphQL client passes variables the way gql 4 deprecates; not this project's code.
 pytestmark = pytest.mark.filterwarnings("ignore:Using variable_values and operation_name:DeprecationWarning")
 
@@ -117,6 +119,61 @@ def test_campaign_ad_shows_the_ad(stack: Stack, page):
     page.screenshot(path=str(SCREENSHOTS / "03-campaign-ad.png"))
 
 
+def test_the_ad_and_its_candidates_link_to_each_other(stack: Stack, page):
+    from playwright.sync_api import expect
+
+    open_materialization(page, stack, "campaign_ad")
+    page = follow_link(page, metadata_row(page, "candidates_page"))
+    assert f"/assets/campaign_candidates?view=events&partition={SEGMENT_KEY}" in page.url, page.url
+    expect(metadata_row(page, "contact_sheet")).to_be_visible(timeout=60_000)
+    page = follow_link(page, metadata_row(page, "ad_page"))
+    assert f"/assets/campaign_ad?view=events&partition={SEGMENT_KEY}" in page.url, page.url
+    expect(metadata_row(page, "ad_file")).to_be_visible(timeout=60_000)
+
+
+def test_the_freshness_daemon_finds_the_index_fresh_and_the_asset_page_says_so(stack: Stack, page):
+    from playwright.sync_api import expect
+
+    query = """{ assetNodeOrError(assetKey: {path: ["image_index"]}) { ... on AssetNode {
+        owners { ... on TeamAssetOwner { team } } opVersion
+        freshnessStatusInfo { freshnessStatus } } } }"""
+
+    def status() -> dict:
+        return graphql(stack.dagster_url, query)["assetNodeOrError"]
+
+    node = wait_for("the index's freshness evaluated", lambda: status()["freshnessStatusInfo"]["freshnessStatus"]
+                    == "HEALTHY" and status(), 120, stack.dagster)
+    assert [o["team"] for o in node["owners"]] == ["data"] and node["opVersion"].startswith(TINY_MODEL)
+    page.goto(f"{stack.dagster_url}/assets/image_index")
+    expect(page.get_by_text("Freshness").first).to_be_visible(timeout=60_000)
+    page.screenshot(path=str(SCREENSHOTS / "06-index-asset-page.png"), full_page=True)
+
+
+def test_the_launchpad_describes_the_rank(stack: Stack, page):
+    from playwright.sync_api import expect
+
+    page.goto(f"{stack.dagster_url}/locations/{LOCATION}/jobs/generate_campaigns/playground")
+    expect(page.get_by_text("segment_campaign").first).to_be_visible(timeout=60_000)
+    config = graphql(stack.dagster_url, """{ assetNodeOrError(assetKey: {path: ["campaign_ad"]}) { ... on AssetNode {
+        configField { configType { ... on CompositeConfigType { fields { name description } } } } } } }""")
+    fields = config["assetNodeOrError"]["configField"]["configType"]["fields"]
+    rank = next(f for f in fields if f["name"] == "rank")
+    assert rank["description"].startswith("Which of the segment's top-3 candidates seeds the ad: 1 = the best match")
+    page.screenshot(path=str(SCREENSHOTS / "07-launchpad.png"), full_page=True)
+
+
+def follow_link(page, row):
+    """Click the row's link as a user would; Dagster opens URL metadata in a new tab."""
+    link = row.get_by_role("link").first
+    if link.get_attribute("target") == "_blank":
+        with page.context.expect_page() as opened:
+            link.click()
+        opened.value.wait_for_load_state()
+        return opened.value
+    link.click()
+    return page
+
+
 def test_mlflow_serves_the_campaign_run_and_its_ad(stack: Stack, page):
     from playwright.sync_api import expect
 
@@ -134,6 +191,7 @@ def test_mlflow_serves_the_campaign_run_and_its_ad(stack: Stack, page):
     assert run["info"]["status"] == "FINISHED"
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     assert tags["dagster_run_id"] == stack.campaign_run_id
+    assert tags["mlflow.source.name"] == "adrag/ad-campaigns"  # as from the CLI (test_pipeline), not dagster's script
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
     assert params["segment"] == SEGMENT_KEY and params["subject"] == "dog"
 
@@ -323,6 +381,7 @@ def server_environment(dagster_port: int, mlflow_url: str, home: Path) -> dict[s
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no GenAI job workers: nothing here needs them
         "HOME": str(home),  # nothing the servers write lands in the real home
         "PYTHONUNBUFFERED": "1",
+        "FRESHNESS_DAEMON_INTERVAL_SECONDS": "5",  # Dagster's freshness daemon: every 30 s by default
     })
     return env
 

@@ -21,6 +21,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
+from urllib.parse import quote
 
 import dagster as dg
 from pydantic import Field
@@ -158,6 +159,7 @@ def candidates_metadata(campaigns: Campaigns, key: str, approval: Approval | Non
         "contact_sheet": dg.MetadataValue.md(markdown_picture(made.contact_sheet, f"{segment.name}: top 3")),
         "contact_sheet_file": dg.MetadataValue.path(str(made.contact_sheet)),
         **made.review.fields(),
+        "ad_page": asset_page_link(AD, key),
         **mlflow_metadata(campaigns.tracking, made.mlflow_run_id),
     }
 
@@ -195,6 +197,7 @@ def ad_metadata(campaigns: Campaigns, key: str, generator, brand_image: bytes, r
         **quality_metadata(ad.attempts, row["seed_index"] + 1),
         "latency_s": round(row["latency_s"], 3),
         **ad.review.fields(),
+        "candidates_page": asset_page_link(CANDIDATES, key),
         **mlflow_metadata(campaigns.tracking, row["mlflow_run_id"]),
     }
 
@@ -267,6 +270,11 @@ def finish(context: dg.AssetExecutionContext, outcomes: dict[dg.AssetKey, Outcom
     retry = all(getattr(err, "transient", False) for err in failed.values())
     raise dg.Failure(description=f"{len(failed)} of {len(context.partition_keys)} segment(s) failed: {reasons}",
                      metadata={"failed_segments": sorted(failed)}, allow_retries=retry)
+
+
+def asset_page_link(asset: dg.AssetKey, partition: str) -> dg.MetadataValue:
+    """The segment's page of the other campaign asset in the Dagster UI: relative, so it holds on any host and port."""
+    return dg.MetadataValue.url(f"/assets/{'/'.join(asset.path)}?view=events&partition={quote(partition)}")
 
 
 def mlflow_metadata(store: MlflowStore, run_id: str) -> dict:

@@ -54,19 +54,28 @@ class Brand:
     tagline: str = ""
 
 
+class UnknownSegment(KeyError):
+    """A partition key (or a `--segments` key) that names no segment of the file: a partition added by hand."""
+
+    def __str__(self) -> str:  # KeyError's own would quote the message
+        return str(self.args[0])
+
+
 @dataclass
 class SegmentsFile:
     brand: Brand
     segments: list[Segment]
     errors: list[str] = field(default_factory=list)  # entries that could not be used, and why
+    path: Path | None = None
 
     def by_key(self, key: str) -> Segment:
         for segment in self.segments:
             if segment.key == key:
                 return segment
-        raise KeyError(f"segment {key!r} is not in the segments file (known: {', '.join(s.key for s in self.segments)})")
-
-
+        raise UnknownSegment(
+            f"{key!r} is not a segment of {self.path or 'the segments file'} (known: "
+            f"{', '.join(s.key for s in self.segments) or 'none'}): segment partitions come from that file, so add "
+            "the segment there; the segments sensor removes partitions added by hand")
 
 
 def load_segments(path: Path) -> SegmentsFile:
@@ -86,7 +95,7 @@ def load_segments(path: Path) -> SegmentsFile:
         raise ValueError(f"segments file {path}: expected a mapping with a 'segments' list")
     brand_doc = doc.get("brand") or {}
     brand = Brand(name=str(brand_doc.get("name") or "Bricks"), tagline=str(brand_doc.get("tagline") or ""))
-    parsed = SegmentsFile(brand=brand, segments=[])
+    parsed = SegmentsFile(brand=brand, segments=[], path=path)
     lines = _entry_lines(text)
     by_key: dict[str, list[tuple[int, Segment]]] = {}
     for position, entry in enumerate(doc.get("segments") or [], start=1):
