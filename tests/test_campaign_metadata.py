@@ -45,6 +45,9 @@ def test_campaign_materializations_carry_the_pictures_the_name_and_the_mlflow_li
     run_id = ad_meta["mlflow_run_id"].value
     assert isinstance(ad_meta["mlflow_run"], dg.UrlMetadataValue)
     assert re.fullmatch(rf"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/{run_id}", ad_meta["mlflow_run"].value)
+    # One click from the ad to its candidates and back (relative links: the UI's own host and port).
+    assert ad_meta["candidates_page"].value == f"/assets/campaign_candidates?view=events&partition={key}"
+    assert metadata["campaign_candidates"]["ad_page"].value == f"/assets/campaign_ad?view=events&partition={key}"
 
 
 def test_previews_of_transparent_and_large_images_are_small_opaque_jpegs():
