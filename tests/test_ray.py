@@ -32,6 +32,8 @@ from assets_pkg.embeddings.assets import image_embeddings  # noqa: E402
 from assets_pkg.embeddings.encode import ClipEncoder  # noqa: E402
 from assets_pkg.embeddings.model import RANDOM, TINY_MODEL, ClipSpec, load_clip  # noqa: E402
 from assets_pkg.embeddings.ray_encode import (  # noqa: E402
+    CALL_RETRIES,
+    WORKER_CRASH,
     ActorPlan,
     RayImageEncoder,
     RayOptions,
@@ -127,7 +129,7 @@ def test_asset_on_ray_writes_the_in_process_vectors(data_dir, layout, instance, 
 
 def kill_on_second_call(marker_dir: str):
     """The actor hook: note this process's pid; the first actor process to reach its 2nd call SIGKILLs itself."""
-    def hook(calls: int) -> None:
+    def hook(calls: int, image_ids: list[str]) -> None:
         marker = Path(marker_dir)
         (marker / f"pid-{os.getpid()}").touch()
         if calls == 2:
@@ -151,7 +153,7 @@ def test_an_actor_killed_mid_run_is_retried_and_no_row_is_missing_or_doubled(tmp
     marks.mkdir()
     # batch 2 x 4 encoder batches per call: 8 images a call, 5 calls; the actor dies in its 2nd.
     encoder = RayImageEncoder(SPEC, RayOptions(address=ray_cluster, actors=1, batch_size=2),
-                              on_batch=kill_on_second_call(str(marks)))
+                              on_call=kill_on_second_call(str(marks)))
     changes = sync_embeddings(tmp_path / "on-ray", mirror, encoder)
 
     assert (marks / "killed").exists(), "the actor was killed mid-run"
@@ -160,6 +162,40 @@ def test_an_actor_killed_mid_run_is_retried_and_no_row_is_missing_or_doubled(tmp
     rows = read_table(tmp_path / "on-ray", EMBEDDINGS_SCHEMA)
     assert rows.num_rows == 40 and len(set(rows["image_id"].to_pylist())) == 40, "no missing or duplicate rows"
     assert_same_vectors(vectors_of(tmp_path / "on-ray", clip_encoder.model_key), want)
+
+
+def die_on(image_id: str, marker_dir: str):
+    """The actor hook: every call that holds `image_id` SIGKILLs its actor (a decoder crash, memory blown)."""
+    def hook(calls: int, image_ids: list[str]) -> None:
+        if image_id in image_ids:
+            (Path(marker_dir) / f"died-{os.getpid()}").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+    return hook
+
+
+def test_an_image_that_kills_its_actor_every_time_is_quarantined_and_the_rest_embedded(tmp_path, ray_cluster,
+                                                                                     clip_encoder):
+    images, mirror = tmp_path / "images", tmp_path / "mirror"
+    for i in range(20):
+        write_photo(images / f"{i}.jpg", seed=200 + i)
+    sync_mirror(mirror, scan_folder(images).manifest, images)
+    sync_embeddings(tmp_path / "in-process", mirror, clip_encoder)
+    want = vectors_of(tmp_path / "in-process", clip_encoder.model_key)
+    poison = sorted(want)[9]  # in the second call of 8 images
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    encoder = RayImageEncoder(SPEC, RayOptions(address=ray_cluster, actors=1, batch_size=2),
+                              on_call=die_on(poison, str(marks)))
+    changes = sync_embeddings(tmp_path / "on-ray", mirror, encoder)
+
+    # Its block's call and its own call each ran 1 + CALL_RETRIES times; never for ever.
+    assert len(list(marks.glob("died-*"))) == 2 * (CALL_RETRIES + 1)
+    # It is reported as undecodable, with the reason (the embedding asset quarantines such images); its
+    # neighbours came back with their in-process vectors.
+    assert changes.embedded == 19 and changes.failed == [(poison, WORKER_CRASH)], changes.failed
+    assert_same_vectors(vectors_of(tmp_path / "on-ray", clip_encoder.model_key),
+                        {i: v for i, v in want.items() if i != poison})
 
 
 def test_local_mode_starts_and_stops_its_ray_and_reports_undecodable_images_like_in_process(monkeypatch):

@@ -15,10 +15,13 @@ How a run goes:
   4. Ray Data maps each window's blocks with `ClipBatchActor`, an actor pool of `actors` actors with
      `cpus_per_actor` CPUs each and one GPU each where the cluster has GPUs; each actor runs the same
      `ClipEncoder` as the in-process path. The results stream back as they finish.
-  5. A killed actor is restarted by Ray and the calls it had not finished run again: Ray Data's actor
-     pools default to `max_restarts=-1, max_task_retries=-1` (Ray 2.60 deprecates setting them per
-     `map_batches`). An image that comes back twice is yielded once; an image that never comes back fails
-     the call after the rest was yielded.
+  5. A killed actor is restarted by Ray (Ray Data's default `max_restarts=-1`) and the calls it had not
+     finished run again, each at most `CALL_RETRIES` times: an image that kills its actor every time (a
+     decoder crash, memory blown by a decompression bomb) must not retry for ever. A call that still
+     fails drops its block and the window goes on (`max_errored_blocks=-1`); the dropped block's images
+     are sent again one per call, so one such image cannot take its neighbours down with it, and an
+     image that fails alone too is reported undecodable (`WORKER_CRASH`) and goes to the quarantine.
+     An image that comes back twice is yielded once.
 
 A window is one Ray Data execution: its actors load the model when it starts, so with more than
 `WINDOW_IMAGES` pending images each window pays that start again.
@@ -49,6 +52,9 @@ BATCHES_PER_CALL = 4  # encoder batches per actor call: the actor decodes batch 
 ACTORS_READY_TIMEOUT_S = 900  # the pool's actors must have started (model loaded) within this
 CONNECT_TIMEOUT_S = 5.0
 INPUT_SCHEMA = pa.schema([("image_id", pa.string()), ("bytes", pa.binary())])
+CALL_RETRIES = 2  # retries of an actor call whose actor died; then its block is dropped and retried image by image
+WORKER_CRASH = (f"the embedding worker (a Ray actor) died on this image {CALL_RETRIES + 1} times: a decoder crash "
+                "or more memory than the worker has")
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +166,12 @@ class ClipBatchActor:
     """One Ray actor: the CLIP model built from the spec, encoding one Arrow batch per call.
 
     Returns one row per input image: its vector, or a null vector and the reason it could not be decoded
-    (the in-process path's reason, so the quarantine reads the same). `on_batch(n)` runs after the n-th
-    call of this actor process (tests kill the actor from there).
+    (the in-process path's reason, so the quarantine reads the same). `on_call(n, image_ids)` runs as the
+    n-th call of this actor process starts (tests kill the actor from there).
     """
 
     def __init__(self, spec: ClipSpec, device: str, batch_size: int, threads: int, model_key: str,
-                 on_batch: Callable[[int], None] | None = None):
+                 on_call: Callable[[int, list[str]], None] | None = None):
         import torch
 
         device = pick_device(device)
@@ -176,12 +182,15 @@ class ClipBatchActor:
             raise RuntimeError(f"the Ray worker's model is {self.encoder.model_key!r}, the writer's {model_key!r}: "
                                "install the same project and weights on the workers")
         self.schema = output_schema(self.encoder.dim)
-        self.on_batch = on_batch
+        self.on_call = on_call
         self.calls = 0
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         ids = batch.column("image_id").to_pylist()
         datas = batch.column("bytes").to_pylist()
+        self.calls += 1
+        if self.on_call is not None:
+            self.on_call(self.calls, ids)
         out_ids, vectors, reasons = [], [], []
         for encoded in self.encoder.encode_images(zip(ids, datas)):
             out_ids.extend(encoded.image_ids)
@@ -191,9 +200,6 @@ class ClipBatchActor:
                 out_ids.append(image_id)
                 vectors.append(None)
                 reasons.append(reason)
-        self.calls += 1
-        if self.on_batch is not None:
-            self.on_batch(self.calls)
         return pa.table([pa.array(out_ids, pa.string()), _vector_array(vectors, self.encoder.dim),
                          pa.array(reasons, pa.string())], schema=self.schema)
 
@@ -226,11 +232,12 @@ def to_encoded_batch(table: pa.Table, dim: int) -> EncodedBatch:
 class RayImageEncoder:
     """`ClipEncoder.encode_images` on a Ray actor pool, for `sync_embeddings` (see the module docstring)."""
 
-    def __init__(self, spec: ClipSpec, options: RayOptions, on_batch: Callable[[int], None] | None = None):
+    def __init__(self, spec: ClipSpec, options: RayOptions,
+                 on_call: Callable[[int, list[str]], None] | None = None):
         self.spec = spec
         self.options = options
         self.batch_size = options.batch_size
-        self.on_batch = on_batch
+        self.on_call = on_call
         self.device = f"ray:{options.device}"  # the plan's description once a call has connected
         self.cluster_address: str | None = None  # the GCS address of the last call's cluster
         self.timings: dict[str, float] = {}  # connect_s, first_batch_s of the last call (seconds)
@@ -276,13 +283,30 @@ class RayImageEncoder:
                     if "first_batch_s" not in self.timings:
                         self.timings["first_batch_s"] = time.perf_counter() - started
                     yield batch
+                yield from self._isolate_dropped(refs, seen, plan, model_key, dim)
             if self.duplicates:
                 log.info("%d images came back from Ray twice (retried calls); each was written once", self.duplicates)
-            missing = sent - seen
-            if missing:
-                raise RuntimeError(f"{len(missing)} of {len(sent)} images came back from Ray with neither a vector "
-                                   f"nor a reason (e.g. {sorted(missing)[:3]}); the vectors that did are kept, "
-                                   "a re-run embeds the rest")
+
+    def _isolate_dropped(self, refs: list, seen: set[str], plan: ActorPlan, model_key: str,
+                         dim: int) -> Iterator[EncodedBatch]:
+        """The window's images that came back neither encoded nor failed (their block's calls all died),
+        again one image per call; those that fail alone too, as undecodable with WORKER_CRASH."""
+        import ray
+
+        dropped = [table.filter(pc.invert(pc.is_in(table.column("image_id"), pa.array(list(seen), pa.string()))))
+                   for table in ray.get(refs)]
+        singles = [ray.put(table.slice(n, 1)) for table in dropped for n in range(table.num_rows)]
+        if not singles:
+            return
+        log.warning("%d images came back from no Ray call (the actor died on their blocks %d times); sending "
+                    "them again one by one", len(singles), CALL_RETRIES + 1)
+        for table in self._map_window(singles, plan, model_key, images_per_call=1):
+            yield self._first_sight(to_encoded_batch(table, dim), seen)
+        crashed = [image_id for table in dropped for image_id in table.column("image_id").to_pylist()
+                   if image_id not in seen]
+        seen.update(crashed)
+        if crashed:
+            yield EncodedBatch([], np.zeros((0, dim), np.float32), [(image_id, WORKER_CRASH) for image_id in crashed])
 
     def _first_sight(self, batch: EncodedBatch, seen: set[str]) -> EncodedBatch:
         """The batch without images already yielded (a retried call can return its rows again)."""
@@ -326,7 +350,8 @@ class RayImageEncoder:
         if refs:
             yield refs
 
-    def _map_window(self, refs: list, plan: ActorPlan, model_key: str) -> Iterator[pa.Table]:
+    def _map_window(self, refs: list, plan: ActorPlan, model_key: str,
+                    images_per_call: int | None = None) -> Iterator[pa.Table]:
         import ray
 
         dataset = ray.data.from_arrow_refs(refs)
@@ -334,11 +359,13 @@ class RayImageEncoder:
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         context.wait_for_min_actors_s = ACTORS_READY_TIMEOUT_S
+        context.max_errored_blocks = -1  # a call that failed for good drops its block; `_isolate_dropped` retries it
         mapped = dataset.map_batches(
             ClipBatchActor,
             fn_constructor_kwargs={"spec": self.spec, "device": plan.device, "batch_size": self.batch_size,
-                                   "threads": plan.num_cpus, "model_key": model_key, "on_batch": self.on_batch},
-            batch_size=self.actor_batch, batch_format="pyarrow", zero_copy_batch=True,
+                                   "threads": plan.num_cpus, "model_key": model_key, "on_call": self.on_call},
+            batch_size=images_per_call or self.actor_batch, batch_format="pyarrow", zero_copy_batch=True,
             compute=ray.data.ActorPoolStrategy(size=plan.actors), num_cpus=plan.num_cpus, num_gpus=plan.num_gpus,
+            max_task_retries=CALL_RETRIES,
         )
         yield from mapped.iter_batches(batch_size=None, batch_format="pyarrow")
