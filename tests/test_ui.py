@@ -224,6 +224,15 @@ def test_mlflow_serves_the_campaign_run_and_its_ad(stack: Stack, page):
     close_mlflow_assistant(page)
     page.screenshot(path=str(SCREENSHOTS / "05-mlflow-ad-artifact.png"))
 
+    # The experiment's traces: the segment shows in the list, as the trace's tag and its request.
+    page.goto(f"{stack.mlflow_url}/#/experiments/{experiment_id}/traces")
+    expect(page.get_by_text(SEGMENT_KEY).first).to_be_visible(timeout=60_000)
+    close_mlflow_assistant(page)
+    tip = page.get_by_role("button", name="Got it")  # MLflow 3.17 advertises "Detect Issues" over the list
+    if tip.count() == 1 and tip.is_visible():
+        tip.click()
+    page.screenshot(path=str(SCREENSHOTS / "08-mlflow-traces.png"))
+
 
 # --- the browser ---------------------------------------------------------------------------------
 

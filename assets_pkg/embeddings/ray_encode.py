@@ -366,6 +366,7 @@ class RayImageEncoder:
                                    "threads": plan.num_cpus, "model_key": model_key, "on_call": self.on_call},
             batch_size=images_per_call or self.actor_batch, batch_format="pyarrow", zero_copy_batch=True,
             compute=ray.data.ActorPoolStrategy(size=plan.actors), num_cpus=plan.num_cpus, num_gpus=plan.num_gpus,
+            # A remote arg: Ray 2.60 warns that those are deprecated but has no named parameter for this yet.
             max_task_retries=CALL_RETRIES,
         )
         yield from mapped.iter_batches(batch_size=None, batch_format="pyarrow")
