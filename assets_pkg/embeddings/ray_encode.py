@@ -300,7 +300,7 @@ class RayImageEncoder:
             return
         log.warning("%d images came back from no Ray call (the actor died on their blocks %d times); sending "
                     "them again one by one", len(singles), CALL_RETRIES + 1)
-        for table in self._map_window(singles, plan, model_key, images_per_call=1):
+        for table in self._map_window(singles, plan, model_key, isolating=True):
             yield self._first_sight(to_encoded_batch(table, dim), seen)
         crashed = [image_id for table in dropped for image_id in table.column("image_id").to_pylist()
                    if image_id not in seen]
@@ -350,8 +350,10 @@ class RayImageEncoder:
         if refs:
             yield refs
 
-    def _map_window(self, refs: list, plan: ActorPlan, model_key: str,
-                    images_per_call: int | None = None) -> Iterator[pa.Table]:
+    def _map_window(self, refs: list, plan: ActorPlan, model_key: str, isolating: bool = False) -> Iterator[pa.Table]:
+        """The window's blocks through the actor pool. `isolating`: one image per call and one call at a time
+        per actor, so an actor's death fails no call but the one it died in (a call queued behind it would
+        spend its retries too)."""
         import ray
 
         dataset = ray.data.from_arrow_refs(refs)
@@ -364,8 +366,9 @@ class RayImageEncoder:
             ClipBatchActor,
             fn_constructor_kwargs={"spec": self.spec, "device": plan.device, "batch_size": self.batch_size,
                                    "threads": plan.num_cpus, "model_key": model_key, "on_call": self.on_call},
-            batch_size=images_per_call or self.actor_batch, batch_format="pyarrow", zero_copy_batch=True,
-            compute=ray.data.ActorPoolStrategy(size=plan.actors), num_cpus=plan.num_cpus, num_gpus=plan.num_gpus,
+            batch_size=1 if isolating else self.actor_batch, batch_format="pyarrow", zero_copy_batch=True,
+            compute=ray.data.ActorPoolStrategy(size=plan.actors, max_tasks_in_flight_per_actor=1 if isolating else None),
+            num_cpus=plan.num_cpus, num_gpus=plan.num_gpus,
             # A remote arg: Ray 2.60 warns that those are deprecated but has no named parameter for this yet.
             max_task_retries=CALL_RETRIES,
         )
