@@ -205,8 +205,9 @@ def test_index_is_retrained_when_the_table_doubles_or_halves_and_dropped_below_t
     # 3000 -> 5900 rows: new rows are folded into the trained partitions, not retrained.
     grown = sync_index(tmp_path, "m", emb.slice(0, 5900), meta, DIM, ann_min_rows=2000)
     table = open_index(tmp_path, "m")
-    # (Which segment's uuid list_indices names is not fixed once there are two: count the pieces instead.)
-    assert not grown.ann_built and grown.ann.num_rows == 3000 and vector_index_pieces(table) == 2
+    # The new rows go into a delta piece over the same centroids (two pieces), or now and then, as CI saw
+    # twice under load, Lance folds them into one; either way the index was not trained again.
+    assert not grown.ann_built and grown.ann.num_rows == 3000 and vector_index_pieces(table) in (1, 2)
     assert trained_params(table).num_rows == 3000
 
     # Past twice the training size: trained again with the parameters for the new size.
@@ -236,15 +237,19 @@ def test_index_is_retrained_before_its_segments_pile_up(tmp_path):
     ranks and probes each one: past MAX_INDEX_SEGMENTS the index is trained afresh in one piece."""
     emb, meta = tables(clustered_vectors(3200, seed=10))
     sync_index(tmp_path, "m", emb.slice(0, 3000), meta, DIM, ann_min_rows=2000)
-    trained_at = []
-    for step in range(1, MAX_INDEX_SEGMENTS + 3):
+    trained_at, pieces = [], []
+    for step in range(1, MAX_INDEX_SEGMENTS + 5):
         changes = sync_index(tmp_path, "m", emb.slice(0, 3000 + 10 * step), meta, DIM, ann_min_rows=2000)
         segments = vector_index_segments(open_index(tmp_path, "m"))
+        pieces.append(segments)
         assert segments <= MAX_INDEX_SEGMENTS + 1
         if changes.ann_built:
             trained_at.append(step)
             assert segments == 1 and changes.ann.num_rows == 3000 + 10 * step
-    assert trained_at == [MAX_INDEX_SEGMENTS + 1]
+    # Each sync adds a piece (Lance now and then folds one into the last), so the index is trained
+    # again once, by the first sync that finds more than MAX_INDEX_SEGMENTS pieces.
+    assert len(trained_at) == 1 and trained_at[0] >= MAX_INDEX_SEGMENTS + 1, (trained_at, pieces)
+    assert max(pieces[:trained_at[0] - 1]) == pieces[trained_at[0] - 2] == MAX_INDEX_SEGMENTS + 1, pieces
 
 
 def test_an_index_without_a_record_is_retrained(tmp_path):

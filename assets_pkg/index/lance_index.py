@@ -269,7 +269,7 @@ def has_vector_index(table) -> bool:
 
 def vector_index_segments(table) -> int:
     """How many pieces the vector index is in: every optimize() after new rows adds one (a delta
-    over the same centroids) and LanceDB 0.40 never merges them; each costs every query a pass."""
+    over the same centroids), which LanceDB 0.40 rarely folds together; each costs every query a pass."""
     name = next(index.name for index in table.list_indices() if "vector" in index.columns)
     return table.index_stats(name).num_indices or 1
 
