@@ -23,7 +23,6 @@ Random weights: no download. Exits non-zero when a cosine is below 0.9999.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import tempfile
@@ -32,9 +31,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_embeddings import photo_jpegs  # noqa: E402
 
 from assets_pkg.catalog.mirror import sync_mirror  # noqa: E402
 from assets_pkg.catalog.scan import scan_folder  # noqa: E402
@@ -52,18 +52,9 @@ CONFIGS = {  # name -> (ADRAG_RAY_ADDRESS, actors, CPUs per actor)
 
 
 def distinct_jpegs(n: int, size=(800, 600), pictures: int = 64, seed: int = 0) -> list[bytes]:
-    """n different JPEG files: `pictures` photo-like pictures, each file tagged by a JPEG comment (COM segment)."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = []
-    for i in range(min(n, pictures)):
-        colour = rng.uniform(40, 215, 3)
-        pixels = np.stack([colour[c] + 60 * np.sin(xx / (40 + 9 * c + i % 7)) + 50 * np.cos(yy / (30 + 7 * c))
-                           for c in range(3)], -1) + rng.normal(0, 7.5, (h, w, 3))
-        out = io.BytesIO()
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").save(out, format="JPEG", quality=90)
-        base.append(out.getvalue())
+    """n different JPEG files: `pictures` photo-like pictures (bench_embeddings'), each file tagged by a JPEG
+    comment (COM segment)."""
+    base = photo_jpegs(min(n, pictures), size=size, seed=seed, distinct=pictures)
     files = []
     for k in range(n):
         data, comment = base[k % len(base)], f"bench-ray {k}".encode()

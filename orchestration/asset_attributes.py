@@ -34,8 +34,7 @@ KIND_TAG = "dagster/kind/"
 
 
 def with_asset_attributes(assets: Sequence[dg.AssetsDefinition], resources: Mapping[str, Any],
-                          environ: Mapping[str, str],
-                          index_freshness: dg.FreshnessPolicy | None = None) -> Sequence[dg.AssetsDefinition]:
+                          environ: Mapping[str, str], index_freshness: dg.FreshnessPolicy) -> Sequence[dg.AssetsDefinition]:
     clip, generator = resources["clip"], resources["image_generator"]
     model_version = f"{value_now(clip.model_name, environ)}:{value_now(clip.weights, environ)}"
     token = value_now(generator.replicate_api_token, environ)

@@ -141,13 +141,18 @@ def kill_on_second_call(marker_dir: str):
     return hook
 
 
-def test_an_actor_killed_mid_run_is_retried_and_no_row_is_missing_or_doubled(tmp_path, ray_cluster, clip_encoder):
+def mirror_and_in_process_vectors(tmp_path: Path, clip_encoder, photos: int, seed: int):
+    """A mirror of `photos` distinct photos, and their vectors from the in-process encoder (what Ray must match)."""
     images, mirror = tmp_path / "images", tmp_path / "mirror"
-    for i in range(40):
-        write_photo(images / f"{i}.jpg", seed=100 + i)
+    for i in range(photos):
+        write_photo(images / f"{i}.jpg", seed=seed + i)
     sync_mirror(mirror, scan_folder(images).manifest, images)
     sync_embeddings(tmp_path / "in-process", mirror, clip_encoder)
-    want = vectors_of(tmp_path / "in-process", clip_encoder.model_key)
+    return mirror, vectors_of(tmp_path / "in-process", clip_encoder.model_key)
+
+
+def test_an_actor_killed_mid_run_is_retried_and_no_row_is_missing_or_doubled(tmp_path, ray_cluster, clip_encoder):
+    mirror, want = mirror_and_in_process_vectors(tmp_path, clip_encoder, photos=40, seed=100)
 
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -175,12 +180,7 @@ def die_on(image_id: str, marker_dir: str):
 
 def test_an_image_that_kills_its_actor_every_time_is_quarantined_and_the_rest_embedded(tmp_path, ray_cluster,
                                                                                      clip_encoder):
-    images, mirror = tmp_path / "images", tmp_path / "mirror"
-    for i in range(20):
-        write_photo(images / f"{i}.jpg", seed=200 + i)
-    sync_mirror(mirror, scan_folder(images).manifest, images)
-    sync_embeddings(tmp_path / "in-process", mirror, clip_encoder)
-    want = vectors_of(tmp_path / "in-process", clip_encoder.model_key)
+    mirror, want = mirror_and_in_process_vectors(tmp_path, clip_encoder, photos=20, seed=200)
     poison = sorted(want)[9]  # in the second call of 8 images
 
     marks = tmp_path / "marks"

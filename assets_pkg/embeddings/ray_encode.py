@@ -218,6 +218,13 @@ def _vector_array(vectors: list[np.ndarray | None], dim: int) -> pa.Array:
                                              mask=pa.array(mask) if mask.any() else None)
 
 
+def _put_block(ids: list[str], datas: list[bytes]) -> tuple[object, list[str]]:
+    """The images as one Arrow table in Ray's object store: (its ref, their ids)."""
+    import ray
+
+    return ray.put(pa.table([pa.array(ids, pa.string()), pa.array(datas, pa.binary())], schema=INPUT_SCHEMA)), ids
+
+
 def to_encoded_batch(table: pa.Table, dim: int) -> EncodedBatch:
     """An actor's result table as the writer's `EncodedBatch`."""
     failed_mask = pc.is_valid(table.column("reason"))
@@ -276,34 +283,39 @@ class RayImageEncoder:
             log.info("embedding on Ray at %s: %s", gcs, self.device)
             sent: set[str] = set()
             seen: set[str] = set()
-            for refs in self._windows(items, sent):
-                for table in self._map_window(refs, plan, model_key):
+            for blocks in self._windows(items, sent):
+                for table in self._map_window([ref for ref, _ in blocks], plan, model_key):
                     batch = to_encoded_batch(table, dim)
                     batch = self._first_sight(batch, seen)
                     if "first_batch_s" not in self.timings:
                         self.timings["first_batch_s"] = time.perf_counter() - started
                     yield batch
-                yield from self._isolate_dropped(refs, seen, plan, model_key, dim)
+                yield from self._isolate_dropped(blocks, seen, plan, model_key, dim)
             if self.duplicates:
                 log.info("%d images came back from Ray twice (retried calls); each was written once", self.duplicates)
 
-    def _isolate_dropped(self, refs: list, seen: set[str], plan: ActorPlan, model_key: str,
-                         dim: int) -> Iterator[EncodedBatch]:
+    def _isolate_dropped(self, blocks: list[tuple[object, list[str]]], seen: set[str], plan: ActorPlan,
+                         model_key: str, dim: int) -> Iterator[EncodedBatch]:
         """The window's images that came back neither encoded nor failed (their block's calls all died),
-        again one image per call; those that fail alone too, as undecodable with WORKER_CRASH."""
+        again one image per call; those that fail alone too, as undecodable with WORKER_CRASH. Only the
+        blocks with such images are read back from the object store."""
         import ray
 
-        dropped = [table.filter(pc.invert(pc.is_in(table.column("image_id"), pa.array(list(seen), pa.string()))))
-                   for table in ray.get(refs)]
-        singles = [ray.put(table.slice(n, 1)) for table in dropped for n in range(table.num_rows)]
-        if not singles:
+        missing = [(ref, [i for i in ids if i not in seen]) for ref, ids in blocks]
+        missing = [(ref, ids) for ref, ids in missing if ids]
+        if not missing:
             return
+        dropped = [image_id for _, ids in missing for image_id in ids]
+        singles = []
+        for ref, ids in missing:
+            table = ray.get(ref)
+            table = table.filter(pc.is_in(table.column("image_id"), pa.array(ids, pa.string())))
+            singles.extend(ray.put(table.slice(n, 1)) for n in range(table.num_rows))
         log.warning("%d images came back from no Ray call (the actor died on their blocks %d times); sending "
-                    "them again one by one", len(singles), CALL_RETRIES + 1)
+                    "them again one by one", len(dropped), CALL_RETRIES + 1)
         for table in self._map_window(singles, plan, model_key, isolating=True):
             yield self._first_sight(to_encoded_batch(table, dim), seen)
-        crashed = [image_id for table in dropped for image_id in table.column("image_id").to_pylist()
-                   if image_id not in seen]
+        crashed = [image_id for image_id in dropped if image_id not in seen]
         seen.update(crashed)
         if crashed:
             yield EncodedBatch([], np.zeros((0, dim), np.float32), [(image_id, WORKER_CRASH) for image_id in crashed])
@@ -324,12 +336,11 @@ class RayImageEncoder:
         """Images per actor call (and per object-store block)."""
         return self.batch_size * BATCHES_PER_CALL
 
-    def _windows(self, items: Iterable[tuple[str, bytes]], sent: set[str]) -> Iterator[list]:
-        """Lists of object refs of Arrow blocks (`actor_batch` images each), at most `WINDOW_IMAGES` images a list."""
-        import ray
-
+    def _windows(self, items: Iterable[tuple[str, bytes]], sent: set[str]) -> Iterator[list[tuple[object, list[str]]]]:
+        """Lists of blocks, (object ref of an Arrow table of `actor_batch` images, their ids), at most
+        `WINDOW_IMAGES` images a list."""
         block = self.actor_batch
-        refs, ids, datas, in_window = [], [], [], 0
+        blocks, ids, datas, in_window = [], [], [], 0
         for image_id, data in items:
             if image_id in sent:
                 continue
@@ -337,18 +348,16 @@ class RayImageEncoder:
             ids.append(image_id)
             datas.append(data)
             if len(ids) == block:
-                refs.append(ray.put(pa.table([pa.array(ids, pa.string()), pa.array(datas, pa.binary())],
-                                             schema=INPUT_SCHEMA)))
+                blocks.append(_put_block(ids, datas))
                 in_window += len(ids)
                 ids, datas = [], []
                 if in_window >= WINDOW_IMAGES:
-                    yield refs
-                    refs, in_window = [], 0
+                    yield blocks
+                    blocks, in_window = [], 0
         if ids:
-            refs.append(ray.put(pa.table([pa.array(ids, pa.string()), pa.array(datas, pa.binary())],
-                                         schema=INPUT_SCHEMA)))
-        if refs:
-            yield refs
+            blocks.append(_put_block(ids, datas))
+        if blocks:
+            yield blocks
 
     def _map_window(self, refs: list, plan: ActorPlan, model_key: str, isolating: bool = False) -> Iterator[pa.Table]:
         """The window's blocks through the actor pool. `isolating`: one image per call and one call at a time
